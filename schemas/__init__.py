@@ -1,0 +1,1 @@
+"""Typed records shared by every part of runt: config, API bodies, commands and events."""

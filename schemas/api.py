@@ -1,0 +1,225 @@
+"""Request and response bodies of the REST API.
+
+Requests are validated here (bad input becomes a 400 naming the field); responses
+are serialised through these models so the OpenAPI document and the answers agree.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+ALGORITHMS = ("dqn", "ppo", "sac")
+STATUSES = ("queued", "running", "completed", "stopping", "stopped", "failed")
+ACTIVE_STATUSES = ("queued", "running", "stopping")
+Status = Literal["queued", "running", "completed", "stopping", "stopped", "failed"]
+
+# RUNT's task / compute-resource fields. They arrive as top-level form fields and are
+# stored as parameters of the environment (runt/MecOffload-v0 gives them meaning).
+RUNT_ENV_FIELDS = (
+    "task_size_average",
+    "task_comsumption_average",
+    "task_time_average",
+    "task_arrival_rate",
+    "n_UE",
+    "UE_computation_capacity",
+    "MEC_computation_capacity",
+)
+MEC_ENV_ID = "runt/MecOffload-v0"
+DEFAULT_ENV_ID = "CartPole-v1"
+
+MAX_ID = 2**63 - 1
+PositiveId = Annotated[int, Field(ge=1, le=MAX_ID)]
+PositiveNumber = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _json_object(value: Any) -> Any:
+    """Form bodies carry nested objects as JSON text; JSON bodies carry them as objects."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            raise ValueError("must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    return value
+
+
+class LoginRequest(Request):
+    username: str = Field(min_length=1, max_length=150)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class TrainRequest(Request):
+    name: str | None = Field(None, max_length=200)
+    algorithm: str = Field(description=f"one of {', '.join(ALGORITHMS)} (case-insensitive)")
+    target_episode: int = Field(ge=1, le=10_000_000, description="training episodes to run")
+    env_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description=f"Gymnasium id; default {MEC_ENV_ID} when RUNT's task fields are given, "
+        f"else {DEFAULT_ENV_ID}",
+    )
+    env_params: dict[str, Any] = Field(default_factory=dict)
+    learning_rate: float = Field(1e-3, gt=0, le=1, allow_inf_nan=False)
+    batch_size: int = Field(64, ge=1, le=65_536)
+    buffer_size: int = Field(100_000, ge=1, le=100_000_000)
+    gamma: float = Field(0.99, ge=0, le=1, allow_inf_nan=False)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="random when omitted")
+    num_workers: int = Field(1, ge=1, le=64, description="rollout workers")
+    stop_reward: float | None = Field(
+        None, allow_inf_nan=False, description="complete early when an evaluation mean reaches it"
+    )
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    task_size_average: PositiveNumber | None = None
+    task_comsumption_average: PositiveNumber | None = None
+    task_time_average: PositiveNumber | None = None
+    task_arrival_rate: PositiveNumber | None = None
+    n_UE: int | None = Field(None, ge=1, le=1000)
+    UE_computation_capacity: PositiveNumber | None = None
+    MEC_computation_capacity: PositiveNumber | None = None
+
+    @field_validator("env_params", "hyperparameters", mode="before")
+    @classmethod
+    def _objects(cls, value: Any) -> Any:
+        return _json_object(value)
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _runt_fields_into_env_params(self) -> TrainRequest:
+        runt_values = {f: getattr(self, f) for f in RUNT_ENV_FIELDS if getattr(self, f) is not None}
+        self.env_params = {**self.env_params, **runt_values}
+        if self.env_id is None:
+            self.env_id = MEC_ENV_ID if runt_values else DEFAULT_ENV_ID
+        return self
+
+
+class StopRequest(Request):
+    model_id: PositiveId
+
+
+class PageQuery(Request):
+    page: int = Field(1, ge=1, le=1_000_000)
+    page_size: int | None = Field(None, ge=1)
+
+
+# ---- responses -------------------------------------------------------------------------
+
+# The database stores naive UTC; answers always carry the zone.
+UtcDatetime = Annotated[
+    datetime, AfterValidator(lambda t: t if t.tzinfo else t.replace(tzinfo=UTC))
+]
+
+T = TypeVar("T")
+
+
+class Envelope(BaseModel, Generic[T]):
+    status: Literal["success", "error"]
+    message: str
+    data: T | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+
+
+class LoginOut(BaseModel):
+    token: str
+    user: UserOut
+    expires_at: UtcDatetime
+
+
+class TrainOut(BaseModel):
+    id: int
+    status: Status
+
+
+class ModelSummary(BaseModel):
+    id: int
+    name: str | None
+    algorithm: str
+    env_id: str
+    env_params: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    learning_rate: float
+    batch_size: int
+    buffer_size: int
+    gamma: float
+    seed: int
+    num_workers: int
+    target_episode: int
+    current_episode: int
+    stop_reward: float | None
+    status: Status
+    create_time: UtcDatetime
+    update_time: UtcDatetime
+
+
+class EvaluationOut(BaseModel):
+    env_steps: int
+    mean_return: float
+    std_return: float
+    episodes: int
+    create_time: UtcDatetime
+
+
+class ModelDetail(ModelSummary):
+    status_reason: str | None
+    metrics: dict[str, Any] | None = Field(description="latest metrics event of the run")
+    evaluations: list[EvaluationOut]
+    best_eval_return: float | None
+    last_eval_return: float | None
+
+
+class ModelPage(BaseModel):
+    total: int
+    page: int
+    page_size: int
+    total_pages: int
+    models: list[ModelSummary]
+
+
+class TrainDataRow(BaseModel):
+    episode: int
+    reward: float
+    smoothed_reward: float
+    length: int
+    create_time: UtcDatetime
+
+
+class TrainDataPage(BaseModel):
+    model_id: int
+    model_algorithm: str
+    total: int
+    page: int
+    page_size: int
+    total_pages: int
+    train_data: list[TrainDataRow]
+
+
+class HealthOut(BaseModel):
+    database: bool
+    broker: bool

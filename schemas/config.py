@@ -1,0 +1,182 @@
+"""Service configuration: YAML defaults, an optional YAML overlay, then environment variables.
+
+The result is a frozen pydantic model; any wrong value stops start-up with a
+`ConfigError` whose message names the key (and the variable it came from).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "RUNT_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Section):
+    url: str = Field(min_length=1, description="SQLAlchemy URL (mysql+pymysql://… or sqlite:///…)")
+    pool_size: int = Field(10, ge=1, le=200)
+    max_overflow: int = Field(10, ge=0, le=200)
+    pool_recycle: int = Field(1800, ge=1)
+    pool_timeout: float = Field(10, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("mysql+pymysql://", "mariadb+pymysql://", "sqlite://")):
+            raise ValueError("must start with mysql+pymysql://, mariadb+pymysql:// or sqlite://")
+        return url
+
+
+class BrokerConfig(_Section):
+    url: str = Field(min_length=1, description="amqp://user:pass@host:port/vhost or memory://")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("amqp://", "amqps://", "memory://")):
+            raise ValueError("must start with amqp://, amqps:// or memory://")
+        return url
+
+
+class WebConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    session_ttl_hours: float = Field(24, gt=0)
+    cookie_secure: bool = False
+
+
+class ApiConfig(_Section):
+    default_page_size: int = Field(20, ge=1)
+    max_page_size: int = Field(500, ge=1)
+
+
+class AuthConfig(_Section):
+    login_max_failures: int = Field(5, ge=1)
+    login_window_seconds: float = Field(300, gt=0)
+
+
+class Config(_Section):
+    secret_key: str = ""
+    data_dir: Path = Path("~/.local/share/runt")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    database: DatabaseConfig
+    broker: BrokerConfig
+    web: WebConfig = WebConfig()
+    api: ApiConfig = ApiConfig()
+    auth: AuthConfig = AuthConfig()
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, key: str) -> str:
+        if key and len(key) < 16:
+            raise ValueError("must be at least 16 characters (or empty: `runt up` makes one)")
+        return key
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, level: Any) -> Any:
+        return level.upper() if isinstance(level, str) else level
+
+    def require_secret(self) -> None:
+        if not self.secret_key:
+            raise ConfigError("secret_key: not set; export RUNT_SECRET_KEY (16+ characters)")
+
+
+def default_config_path() -> Path:
+    from configs import CONFIG_DIR
+
+    return CONFIG_DIR / "runt.yaml"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: must hold a mapping of keys")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def env_var_names() -> dict[str, str]:
+    """Map every config key (dotted) to the environment variable that overrides it."""
+    names: dict[str, str] = {}
+    for name, field in Config.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, _Section):
+            for sub in annotation.model_fields:
+                names[f"{name}.{sub}"] = f"{ENV_PREFIX}{name}_{sub}".upper()
+        else:
+            names[name] = f"{ENV_PREFIX}{name}".upper()
+    return names
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, str]:
+    """Write environment overrides into `data`; return {dotted key: variable} of those used."""
+    used: dict[str, str] = {}
+    for dotted, var in env_var_names().items():
+        if var not in environ:
+            continue
+        section, _, key = dotted.partition(".")
+        if key:
+            data.setdefault(section, {})[key] = environ[var]
+        else:
+            data[section] = environ[var]
+        used[dotted] = var
+    return used
+
+
+def load_config(
+    path: str | Path | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Defaults from configs/runt.yaml, then `path` (or $RUNT_CONFIG), then the environment,
+    then `overrides` (used by `runt up` and tests)."""
+    environ = dict(os.environ if environ is None else environ)
+    data = _read_yaml(default_config_path())
+    path = path or environ.get("RUNT_CONFIG")
+    if path:
+        data = _merge(data, _read_yaml(Path(path)))
+    from_env = _apply_env(data, environ)
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, from_env)) from None
+
+
+def _describe(exc: ValidationError, from_env: dict[str, str]) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        source = f" (from {from_env[key]})" if key in from_env else ""
+        lines.append(f"config key {key}{source}: {err['msg']}")
+    return "; ".join(lines)

@@ -1,0 +1,1 @@
+"""The runt web service: REST API, auth, persistence and the event-log consumer."""

@@ -1,0 +1,74 @@
+"""The aiohttp application factory: `init_app(config)`.
+
+`cleanup_ctx` owns the database (engine + thread pool) and the broker connection, so
+they open with the app and close with it, in tests as in production.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from broker.aio import AsyncBroker
+from schemas.config import Config
+from schemas.logs import bind_run
+from web import store
+from web.auth import SESSION_COOKIE, LoginThrottle, token_digest
+from web.db import Database
+from web.http import ApiError, Handler, errors_middleware
+from web.routes import setup_routes
+from web.typedefs import BROKER, CONFIG, DB, PUBLIC_PATHS, THROTTLE, USER, CurrentUser
+
+log = logging.getLogger("runt.web")
+
+
+def _request_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every matched route but the public ones needs a valid session."""
+    route = request.match_info.route
+    if request.match_info.http_exception is not None or (
+        route.resource is not None and route.resource.canonical in request.app[PUBLIC_PATHS]
+    ):
+        return await handler(request)
+    token = _request_token(request)
+    if token:
+        digest = token_digest(request.app[CONFIG].secret_key, token)
+        found = await request.app[DB].run(store.session_user, digest)
+        if found:
+            request[USER] = CurrentUser(id=found[0], username=found[1], token_hash=digest)
+            with bind_run(request.match_info.get("model_id")):
+                return await handler(request)
+    raise ApiError(401, "authentication required: log in at /login/")
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    app[DB] = Database(cfg.database)
+    app[BROKER] = AsyncBroker(cfg.broker.url)
+    app[BROKER].start()
+    yield
+    await app[BROKER].close()
+    app[DB].close()
+
+
+def init_app(config: Config) -> web.Application:
+    config.require_secret()
+    app = web.Application(
+        middlewares=[errors_middleware, auth_middleware],
+        client_max_size=config.web.max_body_bytes,
+    )
+    app[CONFIG] = config
+    app[THROTTLE] = LoginThrottle(config.auth.login_max_failures, config.auth.login_window_seconds)
+    app[PUBLIC_PATHS] = setup_routes(app)
+    app.cleanup_ctx.append(_resources)
+    return app

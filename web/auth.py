@@ -1,0 +1,88 @@
+"""Passwords, session tokens and login throttling.
+
+Passwords are hashed with argon2id. A session token is 32 random bytes handed to the
+client once; the database keeps only HMAC-SHA256(secret_key, token), so neither a
+copy of the sessions table nor the token alone without the secret forges a login.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections import deque
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory profile
+# Verified when the username is unknown, so both failures take the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+SESSION_COOKIE = "runt_session"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_digest(secret_key: str, token: str) -> str:
+    return hmac.new(secret_key.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+class LoginThrottle:
+    """Counts failed logins per username (known or not) in a sliding window.
+
+    Once `max_failures` failures fall in the window, every attempt for that username is
+    refused until the oldest one leaves it, whatever the password.
+    """
+
+    def __init__(self, max_failures: int, window_seconds: float, max_names: int = 100_000):
+        self.max_failures = max_failures
+        self.window = window_seconds
+        self.max_names = max_names
+        self._failures: dict[str, deque[float]] = {}
+
+    @staticmethod
+    def _key(username: str) -> str:
+        return username.strip().lower()
+
+    def retry_after(self, username: str, now: float | None = None) -> float:
+        """Seconds until `username` may try again; 0 when it may try now."""
+        now = time.monotonic() if now is None else now
+        failures = self._failures.get(self._key(username))
+        if not failures:
+            return 0.0
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        if len(failures) < self.max_failures:
+            return 0.0
+        return failures[0] + self.window - now
+
+    def failed(self, username: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if len(self._failures) >= self.max_names:
+            self._forget_stale(now)
+        key = self._key(username)
+        self._failures.setdefault(key, deque(maxlen=self.max_failures)).append(now)
+
+    def succeeded(self, username: str) -> None:
+        self._failures.pop(self._key(username), None)
+
+    def _forget_stale(self, now: float) -> None:
+        for key in [k for k, v in self._failures.items() if not v or v[-1] <= now - self.window]:
+            del self._failures[key]
+        while len(self._failures) >= self.max_names:  # still full: drop the oldest entry
+            self._failures.pop(next(iter(self._failures)))

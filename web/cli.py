@@ -1,0 +1,183 @@
+"""The `runt` command.
+
+runt [--config FILE] [--log-level LEVEL] web           the web service
+runt db upgrade                                        create or migrate the schema
+runt user add NAME [--password-stdin]                  add a user (or reset a password)
+runt up                                                everything on this machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+from schemas.config import Config, ConfigError, load_config
+from schemas.logs import setup_logging
+
+log = logging.getLogger("runt")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runt", description="RL training as a service")
+    parser.add_argument("--config", help="YAML file merged over configs/runt.yaml")
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    web_cmd = sub.add_parser("web", help="run the web service")
+    web_cmd.add_argument("--host")
+    web_cmd.add_argument("--port", type=int)
+
+    db_cmd = sub.add_parser("db", help="database schema")
+    db_sub = db_cmd.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="create or migrate the schema to the newest revision")
+
+    user_cmd = sub.add_parser("user", help="user accounts")
+    user_sub = user_cmd.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="add a user, or set the password of an existing one")
+    add.add_argument("name")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+
+    up = sub.add_parser("up", help="web service with a SQLite file, all on this machine")
+    up.add_argument("--host")
+    up.add_argument("--port", type=int)
+    up.add_argument("--data-dir", help="where the SQLite file and generated secret live")
+    return parser
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            raise SystemExit("passwords differ")
+    if len(password) < 8:
+        raise SystemExit("password: must be at least 8 characters")
+    return password
+
+
+def cmd_user_add(cfg: Config, name: str, from_stdin: bool) -> int:
+    from web import store
+    from web.auth import hash_password
+    from web.db import Database
+
+    name = name.strip()
+    if not 1 <= len(name) <= 150:
+        raise SystemExit("name: must be 1 to 150 characters")
+    password_hash = hash_password(_read_password(from_stdin))
+    db = Database(cfg.database)
+    try:
+        try:
+            user_id = db.call(store.add_user, name, password_hash)
+            print(f"user {name!r} added (id {user_id})")
+        except store.UsernameTaken:
+            db.call(store.set_password, name, password_hash)
+            print(f"user {name!r} exists; password changed")
+    finally:
+        db.close()
+    return 0
+
+
+def cmd_db_upgrade(cfg: Config) -> int:
+    from web.migrate import upgrade
+
+    revision = upgrade(cfg.database)
+    print(f"database schema at revision {revision}")
+    return 0
+
+
+def cmd_web(cfg: Config, host: str | None, port: int | None) -> int:
+    from aiohttp import web
+
+    from web.app import init_app
+
+    app = init_app(cfg)
+    web.run_app(
+        app,
+        host=host or cfg.web.host,
+        port=port if port is not None else cfg.web.port,
+        access_log=None,
+        print=lambda msg: log.info(msg.strip()),
+    )
+    return 0
+
+
+def _embedded_config(args: argparse.Namespace, base: Config) -> Config:
+    """`runt up`: a SQLite file and a secret of its own in the data directory."""
+    data_dir = Path(args.data_dir or base.data_dir).expanduser()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret_file = data_dir / "secret_key"
+    if not base.secret_key and not secret_file.exists():
+        secret_file.touch(mode=0o600)
+        secret_file.write_text(secrets.token_urlsafe(32))
+    overrides: dict = {
+        "data_dir": str(data_dir),
+        "database": {"url": f"sqlite:///{data_dir / 'runt.sqlite3'}"},
+        "broker": {"url": "memory://"},
+    }
+    if not base.secret_key:
+        overrides["secret_key"] = secret_file.read_text().strip()
+    return load_config(args.config, overrides=overrides)
+
+
+def _ensure_admin(cfg: Config) -> None:
+    import os
+
+    from web import store
+    from web.auth import hash_password
+    from web.db import Database
+
+    db = Database(cfg.database)
+    try:
+        if db.call(store.count_users):
+            return
+        password = os.environ.get("RUNT_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        db.call(store.add_user, "admin", hash_password(password))
+    finally:
+        db.close()
+    if "RUNT_ADMIN_PASSWORD" in os.environ:
+        print("created user 'admin' with the password from RUNT_ADMIN_PASSWORD")
+    else:
+        print(f"created user 'admin' with password: {password}  (shown only this once)")
+
+
+def cmd_up(args: argparse.Namespace, base: Config) -> int:
+    cfg = _embedded_config(args, base)
+    cmd_db_upgrade(cfg)
+    _ensure_admin(cfg)
+    host = args.host or cfg.web.host
+    port = args.port if args.port is not None else cfg.web.port
+    print(f"runt is up: open http://{host}:{port}/  (data in {cfg.data_dir})", flush=True)
+    return cmd_web(cfg, host, port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        setup_logging(args.log_level or cfg.log_level, cfg.log_format)
+        if args.command == "web":
+            cfg.require_secret()
+            return cmd_web(cfg, args.host, args.port)
+        if args.command == "db":
+            return cmd_db_upgrade(cfg)
+        if args.command == "user":
+            return cmd_user_add(cfg, args.name, args.password_stdin)
+        if args.command == "up":
+            return cmd_up(args, cfg)
+    except ConfigError as exc:
+        print(f"runt: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

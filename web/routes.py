@@ -1,0 +1,70 @@
+"""Every endpoint in one table: path, handler, and the schemas the OpenAPI document is
+generated from. Each path answers with and without its trailing slash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from schemas import api
+from web import views
+from web.http import Handler
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    data: Any = None
+    success: int = 200
+    errors: tuple[int, ...] = ()
+    public: bool = False
+    tags: tuple[str, ...] = field(default=())
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/login/", views.login, "Log in; returns a token and sets a session cookie",
+          body=api.LoginRequest, data=api.LoginOut, errors=(400, 401, 429), public=True,
+          tags=("auth",)),
+    Route("POST", "/logout/", views.logout, "End the current session", tags=("auth",)),
+    Route("POST", "/train/", views.train, "Create a training run (queued)",
+          body=api.TrainRequest, data=api.TrainOut, success=201, errors=(400,),
+          tags=("runs",)),
+    Route("POST", "/stop-train/", views.stop_train, "Stop a training run",
+          body=api.StopRequest, data=api.TrainOut, errors=(400, 404, 409), tags=("runs",)),
+    Route("GET", "/models/", views.list_models, "The user's training runs, newest first",
+          query=api.PageQuery, data=api.ModelPage, errors=(400,), tags=("runs",)),
+    Route("GET", "/models/{model_id}/", views.model_detail, "One training run",
+          data=api.ModelDetail, errors=(400, 404), tags=("runs",)),
+    Route("GET", "/models/{model_id}/train-data/", views.train_data,
+          "Episode rewards of a run, by episode", query=api.PageQuery, data=api.TrainDataPage,
+          errors=(400, 404), tags=("runs",)),
+    Route("GET", "/healthz", views.healthz, "Database and broker reachability",
+          data=api.HealthOut, errors=(503,), public=True, tags=("service",)),
+    Route("GET", "/openapi.json", views.openapi, "This API as an OpenAPI 3.1 document",
+          public=True, tags=("service",)),
+)  # fmt: skip
+
+
+def path_variants(path: str) -> tuple[str, ...]:
+    if path.endswith("/") and path != "/":
+        return path, path.rstrip("/")
+    return (path,)
+
+
+def setup_routes(app: web.Application) -> frozenset[str]:
+    """Register every route; return the set of paths that need no session."""
+    public: set[str] = set()
+    for route in ROUTES:
+        for path in path_variants(route.path):
+            app.router.add_route(route.method, path, route.handler)
+            if route.public:
+                public.add(path)
+    return frozenset(public)

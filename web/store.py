@@ -1,0 +1,252 @@
+"""Queries of the web service. Each function takes a SQLAlchemy session first and runs
+inside `Database.run` (a thread), so nothing here may touch the event loop."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DbSession
+
+from schemas.api import ACTIVE_STATUSES, TrainRequest
+from web.tables import Evaluation, Metric, Model, Session, TrainingData, User, utcnow
+
+
+class UsernameTaken(Exception):
+    pass
+
+
+# ---- users and sessions -------------------------------------------------------------------
+
+
+def add_user(db: DbSession, username: str, password_hash: str) -> int:
+    user = User(username=username, password_hash=password_hash)
+    db.add(user)
+    try:
+        db.flush()
+    except IntegrityError:
+        raise UsernameTaken(username) from None
+    return user.id
+
+
+def set_password(db: DbSession, username: str, password_hash: str) -> bool:
+    user = db.scalar(select(User).where(User.username == username))
+    if user is None:
+        return False
+    user.password_hash = password_hash
+    return True
+
+
+def find_user(db: DbSession, username: str) -> tuple[int, str, str] | None:
+    row = db.execute(
+        select(User.id, User.username, User.password_hash).where(User.username == username)
+    ).first()
+    return tuple(row) if row else None  # type: ignore[return-value]
+
+
+def count_users(db: DbSession) -> int:
+    return db.scalar(select(func.count()).select_from(User)) or 0
+
+
+def open_session(db: DbSession, user_id: int, token_hash: str, ttl: timedelta) -> datetime:
+    now = utcnow()
+    db.execute(delete(Session).where(Session.user_id == user_id, Session.expires_at < now))
+    expires = now + ttl
+    db.add(Session(token_hash=token_hash, user_id=user_id, expires_at=expires))
+    return expires
+
+
+def session_user(db: DbSession, token_hash: str) -> tuple[int, str] | None:
+    row = db.execute(
+        select(User.id, User.username)
+        .join(Session, Session.user_id == User.id)
+        .where(Session.token_hash == token_hash, Session.expires_at > utcnow())
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def close_session(db: DbSession, token_hash: str) -> None:
+    db.execute(delete(Session).where(Session.token_hash == token_hash))
+
+
+# ---- models ------------------------------------------------------------------------------
+
+MODEL_FIELDS = (
+    "id",
+    "name",
+    "algorithm",
+    "env_id",
+    "env_params",
+    "hyperparameters",
+    "learning_rate",
+    "batch_size",
+    "buffer_size",
+    "gamma",
+    "seed",
+    "num_workers",
+    "target_episode",
+    "current_episode",
+    "stop_reward",
+    "status",
+    "create_time",
+    "update_time",
+)
+
+
+def model_summary(model: Model) -> dict[str, Any]:
+    return {name: getattr(model, name) for name in MODEL_FIELDS}
+
+
+def create_model(db: DbSession, owner_id: int, req: TrainRequest, seed: int) -> Model:
+    model = Model(
+        owner_id=owner_id,
+        name=req.name,
+        algorithm=req.algorithm,
+        env_id=req.env_id,
+        env_params=req.env_params,
+        hyperparameters=req.hyperparameters,
+        learning_rate=req.learning_rate,
+        batch_size=req.batch_size,
+        buffer_size=req.buffer_size,
+        gamma=req.gamma,
+        seed=seed,
+        num_workers=req.num_workers,
+        target_episode=req.target_episode,
+        stop_reward=req.stop_reward,
+        current_episode=0,
+        status="queued",
+    )
+    db.add(model)
+    db.flush()
+    return model
+
+
+def owned_model(db: DbSession, owner_id: int, model_id: int) -> Model | None:
+    """The model if it exists and belongs to `owner_id`; another user's model is None."""
+    return db.scalar(select(Model).where(Model.id == model_id, Model.owner_id == owner_id))
+
+
+def request_stop(db: DbSession, owner_id: int, model_id: int) -> tuple[str, bool] | None:
+    """Move an active run towards `stopped`: (new status, whether it changed); None if not
+    owned. A queued run has no actors yet and stops at once; a running one is `stopping`
+    until its actors report that they exited."""
+    model = db.scalar(
+        select(Model).where(Model.id == model_id, Model.owner_id == owner_id).with_for_update()
+    )
+    if model is None:
+        return None
+    if model.status not in ACTIVE_STATUSES:
+        return model.status, False
+    if model.status == "queued":
+        model.status, model.status_reason = "stopped", "stopped by the user before it started"
+    elif model.status == "running":
+        model.status = "stopping"
+    return model.status, True
+
+
+@dataclass
+class Page:
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def total_pages(self) -> int:
+        return math.ceil(self.total / self.page_size) if self.total else 0
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+
+def list_models(
+    db: DbSession, owner_id: int, page: int, page_size: int
+) -> tuple[Page, list[dict[str, Any]]]:
+    total = db.scalar(select(func.count()).select_from(Model).where(Model.owner_id == owner_id))
+    p = Page(total or 0, page, page_size)
+    rows = db.scalars(
+        select(Model)
+        .where(Model.owner_id == owner_id)
+        .order_by(Model.id.desc())
+        .offset(p.offset)
+        .limit(page_size)
+    )
+    return p, [model_summary(m) for m in rows]
+
+
+def model_detail(db: DbSession, owner_id: int, model_id: int, recent: int = 20) -> dict | None:
+    model = owned_model(db, owner_id, model_id)
+    if model is None:
+        return None
+    out = model_summary(model)
+    out["status_reason"] = model.status_reason
+    latest = db.scalar(
+        select(Metric).where(Metric.model_id == model_id).order_by(Metric.id.desc()).limit(1)
+    )
+    out["metrics"] = dict(latest.values, env_steps=latest.env_steps) if latest else None
+    evals = db.scalars(
+        select(Evaluation)
+        .where(Evaluation.model_id == model_id)
+        .order_by(Evaluation.id.desc())
+        .limit(recent)
+    ).all()
+    out["evaluations"] = [
+        {
+            "env_steps": e.env_steps,
+            "mean_return": e.mean_return,
+            "std_return": e.std_return,
+            "episodes": e.episodes,
+            "create_time": e.create_time,
+        }
+        for e in reversed(evals)
+    ]
+    out["best_eval_return"] = db.scalar(
+        select(func.max(Evaluation.mean_return)).where(Evaluation.model_id == model_id)
+    )
+    out["last_eval_return"] = evals[0].mean_return if evals else None
+    return out
+
+
+def train_data_page(
+    db: DbSession, owner_id: int, model_id: int, page: int, page_size: int
+) -> tuple[str, Page, list[dict[str, Any]]] | None:
+    """(algorithm, page, rows) of a run's episodes in episode order; None if not owned.
+
+    The offset walks the (model_id, episode) unique index only; full rows are then read
+    for the page's ids alone, so deep pages stay cheap on InnoDB.
+    """
+    algorithm = db.scalar(
+        select(Model.algorithm).where(Model.id == model_id, Model.owner_id == owner_id)
+    )
+    if algorithm is None:
+        return None
+    total = db.scalar(
+        select(func.count()).select_from(TrainingData).where(TrainingData.model_id == model_id)
+    )
+    p = Page(total or 0, page, page_size)
+    if p.offset >= p.total:
+        return algorithm, p, []
+    page_ids = (
+        select(TrainingData.id)
+        .where(TrainingData.model_id == model_id)
+        .order_by(TrainingData.episode)
+        .offset(p.offset)
+        .limit(page_size)
+        .subquery()
+    )
+    rows = db.execute(
+        select(
+            TrainingData.episode,
+            TrainingData.reward,
+            TrainingData.smoothed_reward,
+            TrainingData.length,
+            TrainingData.create_time,
+        )
+        .join(page_ids, page_ids.c.id == TrainingData.id)
+        .order_by(TrainingData.episode)
+    ).all()
+    return algorithm, p, [r._asdict() for r in rows]

@@ -1,0 +1,171 @@
+"""SQLAlchemy models: the tables of runt's database (MySQL/MariaDB or SQLite).
+
+Times are stored as naive UTC. Binary weights use LONGBLOB on MySQL (a plain BLOB
+stops at 64 KiB). Every table is utf8mb4 on MySQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# Microsecond timestamps on MySQL (its DATETIME defaults to whole seconds).
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+# SQLite only auto-increments INTEGER PRIMARY KEY, so BIGINT ids are INTEGER there.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+MYSQL_TABLE_ARGS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_unicode_ci"}
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, datetime: Timestamp}
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    create_time: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Session(Base):
+    """A login. Only a hash of the token is stored, so a leaked table grants nothing."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_user", "user_id"), MYSQL_TABLE_ARGS)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
+    create_time: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class Model(Base):
+    """A training run: its configuration, owner and lifecycle."""
+
+    __tablename__ = "models"
+    __table_args__ = (Index("ix_models_owner_id", "owner_id", "id"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(200))
+    algorithm: Mapped[str] = mapped_column(String(16))
+    env_id: Mapped[str] = mapped_column(String(200))
+    env_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    learning_rate: Mapped[float] = mapped_column(Double)
+    batch_size: Mapped[int]
+    buffer_size: Mapped[int]
+    gamma: Mapped[float] = mapped_column(Double)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    num_workers: Mapped[int]
+    target_episode: Mapped[int]
+    current_episode: Mapped[int] = mapped_column(default=0)
+    stop_reward: Mapped[float | None] = mapped_column(Double)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    create_time: Mapped[datetime] = mapped_column(default=utcnow)
+    update_time: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TrainingData(Base):
+    """One training episode as a rollout worker played it (exploration included)."""
+
+    __tablename__ = "training_data"
+    __table_args__ = (
+        UniqueConstraint("model_id", "episode", name="uq_training_data_episode"),
+        UniqueConstraint("model_id", "worker", "worker_seq", name="uq_training_data_worker_seq"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model_id: Mapped[int] = mapped_column(BigId, ForeignKey("models.id", ondelete="CASCADE"))
+    episode: Mapped[int]
+    reward: Mapped[float] = mapped_column(Double)
+    smoothed_reward: Mapped[float] = mapped_column(Double)
+    length: Mapped[int]
+    worker: Mapped[int] = mapped_column(default=0)
+    worker_seq: Mapped[int | None]
+    create_time: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Checkpoint(Base):
+    """Policy weights (safetensors bytes) with the metadata needed to rebuild the policy."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_checkpoints_version"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model_id: Mapped[int] = mapped_column(BigId, ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    env_steps: Mapped[int] = mapped_column(BigInteger, default=0)
+    episode: Mapped[int] = mapped_column(default=0)
+    weights: Mapped[bytes] = mapped_column(Blob)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    create_time: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Metric(Base):
+    """A `metrics` event of a run: namespaced values such as losses/td_loss."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (Index("ix_metrics_model", "model_id", "id"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model_id: Mapped[int] = mapped_column(BigId, ForeignKey("models.id", ondelete="CASCADE"))
+    env_steps: Mapped[int] = mapped_column(BigInteger, default=0)
+    values: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    create_time: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Evaluation(Base):
+    """The greedy policy's score over several episodes at one point of training."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (Index("ix_evaluations_model", "model_id", "id"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model_id: Mapped[int] = mapped_column(BigId, ForeignKey("models.id", ondelete="CASCADE"))
+    env_steps: Mapped[int] = mapped_column(BigInteger)
+    mean_return: Mapped[float] = mapped_column(Double)
+    std_return: Mapped[float] = mapped_column(Double)
+    episodes: Mapped[int]
+    create_time: Mapped[datetime] = mapped_column(default=utcnow)

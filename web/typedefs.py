@@ -1,0 +1,28 @@
+"""Typed keys of the aiohttp application and request state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from broker.aio import AsyncBroker
+from schemas.config import Config
+from web.auth import LoginThrottle
+from web.db import Database
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    id: int
+    username: str
+    token_hash: str
+
+
+CONFIG = web.AppKey("config", Config)
+DB = web.AppKey("db", Database)
+BROKER = web.AppKey("broker", AsyncBroker)
+THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+PUBLIC_PATHS = web.AppKey("public_paths", frozenset)
+
+USER = "runt_user"  # request[USER] holds the CurrentUser of an authenticated request

@@ -1,0 +1,165 @@
+"""Request handlers: parse and validate input, call the store on the DB thread pool,
+answer with the envelope. Domain outcomes become `ApiError`s with the field at fault."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import timedelta
+
+from aiohttp import web
+
+from schemas import api
+from web import store
+from web.auth import SESSION_COOKIE, new_token, token_digest, verify_password
+from web.http import ApiError, dump, envelope, parse_body, parse_query, path_id
+from web.typedefs import BROKER, CONFIG, DB, THROTTLE, USER, CurrentUser
+
+BAD_CREDENTIALS = "invalid username or password"
+
+
+def current_user(request: web.Request) -> CurrentUser:
+    return request[USER]
+
+
+# ---- auth --------------------------------------------------------------------------------
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await parse_body(request, api.LoginRequest)
+    cfg, throttle = request.app[CONFIG], request.app[THROTTLE]
+    wait = throttle.retry_after(body.username)
+    if wait > 0:
+        raise web.HTTPTooManyRequests(
+            reason="too many failed logins for this username; try again later",
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+    found = await request.app[DB].run(store.find_user, body.username)
+    ok = await asyncio.to_thread(verify_password, found[2] if found else None, body.password)
+    if not (found and ok):
+        throttle.failed(body.username)
+        raise ApiError(401, BAD_CREDENTIALS)
+    throttle.succeeded(body.username)
+    user_id, username, _ = found
+    token = new_token()
+    ttl = timedelta(hours=cfg.web.session_ttl_hours)
+    expires = await request.app[DB].run(
+        store.open_session, user_id, token_digest(cfg.secret_key, token), ttl
+    )
+    data = {"token": token, "user": {"id": user_id, "username": username}, "expires_at": expires}
+    response = envelope(dump(api.LoginOut, data), "logged in")
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(ttl.total_seconds()),
+        httponly=True,
+        samesite="Strict",
+        secure=cfg.web.cookie_secure,
+        path="/",
+    )
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    await request.app[DB].run(store.close_session, current_user(request).token_hash)
+    response = envelope(None, "logged out")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# ---- runs --------------------------------------------------------------------------------
+
+
+async def train(request: web.Request) -> web.Response:
+    body = await parse_body(request, api.TrainRequest)
+    seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+    model = await request.app[DB].run(store.create_model, current_user(request).id, body, seed)
+    data = dump(api.TrainOut, {"id": model.id, "status": model.status})
+    return envelope(data, "training run queued", status=201, id=model.id)
+
+
+async def stop_train(request: web.Request) -> web.Response:
+    body = await parse_body(request, api.StopRequest)
+    result = await request.app[DB].run(store.request_stop, current_user(request).id, body.model_id)
+    if result is None:
+        raise ApiError(404, "no such model", field="model_id")
+    status, changed = result
+    if not changed:
+        raise ApiError(409, f"the run has already ended ({status})", field="model_id")
+    return envelope(dump(api.TrainOut, {"id": body.model_id, "status": status}), "stop requested")
+
+
+def _page_size(request: web.Request, query: api.PageQuery) -> int:
+    limits = request.app[CONFIG].api
+    size = query.page_size or limits.default_page_size
+    if size > limits.max_page_size:
+        raise ApiError(400, f"must be at most {limits.max_page_size}", field="page_size")
+    return size
+
+
+async def list_models(request: web.Request) -> web.Response:
+    query = parse_query(request, api.PageQuery)
+    size = _page_size(request, query)
+    page, models = await request.app[DB].run(
+        store.list_models, current_user(request).id, query.page, size
+    )
+    data = {
+        "total": page.total,
+        "page": page.page,
+        "page_size": page.page_size,
+        "total_pages": page.total_pages,
+        "models": models,
+    }
+    return envelope(dump(api.ModelPage, data))
+
+
+async def model_detail(request: web.Request) -> web.Response:
+    model_id = path_id(request)
+    detail = await request.app[DB].run(store.model_detail, current_user(request).id, model_id)
+    if detail is None:
+        raise ApiError(404, "no such model", field="model_id")
+    return envelope(dump(api.ModelDetail, detail))
+
+
+async def train_data(request: web.Request) -> web.Response:
+    model_id = path_id(request)
+    query = parse_query(request, api.PageQuery)
+    size = _page_size(request, query)
+    result = await request.app[DB].run(
+        store.train_data_page, current_user(request).id, model_id, query.page, size
+    )
+    if result is None:
+        raise ApiError(404, "no such model", field="model_id")
+    algorithm, page, rows = result
+    data = {
+        "model_id": model_id,
+        "model_algorithm": algorithm,
+        "total": page.total,
+        "page": page.page,
+        "page_size": page.page_size,
+        "total_pages": page.total_pages,
+        "train_data": rows,
+    }
+    return envelope(dump(api.TrainDataPage, data))
+
+
+# ---- service -----------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    health = {
+        "database": await request.app[DB].ping(),
+        "broker": request.app[BROKER].connected,
+    }
+    if all(health.values()):
+        return envelope(health, "healthy")
+    down = ", ".join(name for name, ok in health.items() if not ok)
+    return web.json_response(
+        {"status": "error", "message": f"unreachable: {down}", "data": health}, status=503
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from web.openapi import document
+
+    return web.json_response(document())
