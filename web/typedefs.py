@@ -25,4 +25,4 @@ BROKER = web.AppKey("broker", AsyncBroker)
 THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 PUBLIC_PATHS = web.AppKey("public_paths", frozenset)
 
-USER = "runt_user"  # request[USER] holds the CurrentUser of an authenticated request
+USER = web.RequestKey("user", CurrentUser)  # the session owner of an authenticated request
