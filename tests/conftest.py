@@ -27,6 +27,8 @@ from web.db import Database
 from web.migrate import upgrade
 from web.tables import Base
 
+# The server to test against; its database part names an existing database, and tests
+# create databases of their own beside it.
 MYSQL_URL = os.environ.get("RUNT_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
 AMQP_URL = os.environ.get("RUNT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REQUIRE_SERVICES = os.environ.get("RUNT_REQUIRE_SERVICES") == "1"

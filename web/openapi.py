@@ -51,8 +51,9 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
 
 def _operation(route: Route, refs: dict[type[BaseModel], dict[str, Any]]) -> dict[str, Any]:
     data_ref = refs.get(route.data) if route.data else None
+    success = _envelope_schema(data_ref) if route.enveloped else {"type": "object"}
     responses: dict[str, Any] = {
-        str(route.success): {"description": "success", "content": _json(_envelope_schema(data_ref))}
+        str(route.success): {"description": "success", "content": _json(success)}
     }
     error = {"description": "error", "content": _json({"$ref": REF.format(model="Error")})}
     for code in (*route.errors, *(() if route.public else (401,))):

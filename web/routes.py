@@ -26,6 +26,7 @@ class Route:
     success: int = 200
     errors: tuple[int, ...] = ()
     public: bool = False
+    enveloped: bool = True
     tags: tuple[str, ...] = field(default=())
 
 
@@ -49,7 +50,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", views.healthz, "Database and broker reachability",
           data=api.HealthOut, errors=(503,), public=True, tags=("service",)),
     Route("GET", "/openapi.json", views.openapi, "This API as an OpenAPI 3.1 document",
-          public=True, tags=("service",)),
+          public=True, enveloped=False, tags=("service",)),
 )  # fmt: skip
 
 
