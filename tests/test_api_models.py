@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import Api
-from web.tables import Evaluation, Metric, TrainingData
+from web.tables import Evaluation, Metric, Model, TrainingData
 
 RUN = {"algorithm": "dqn", "target_episode": 50, "env_id": "CartPole-v1"}
 
@@ -17,7 +17,10 @@ async def create(api: Api, **fields) -> int:
 
 
 def add_episodes(database, model_id: int, rewards: list[float]) -> None:
+    """Record episodes 1..N as the event-log consumer does, current_episode included."""
+
     def _add(session):
+        session.get(Model, model_id).current_episode = len(rewards)
         smoothed = rewards[0]
         for episode, reward in enumerate(rewards, start=1):
             smoothed = 0.95 * smoothed + 0.05 * reward
