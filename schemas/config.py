@@ -41,6 +41,7 @@ class DatabaseConfig(_Section):
 
 class BrokerConfig(_Section):
     url: str = Field(min_length=1, description="amqp://user:pass@host:port/vhost or memory://")
+    prefix: str = Field("runt", pattern=r"^[A-Za-z0-9_-]{1,40}$")
 
     @field_validator("url")
     @classmethod

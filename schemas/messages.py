@@ -1,0 +1,239 @@
+"""Every message that crosses the broker: commands, events and the headers of binary
+data frames. One typed record per message, each with a `type` and a `schema_version`,
+all encoded by one serializer (`Message.encode` / `decode_message`).
+
+Control messages are small JSON documents. Tensors never travel in them: experience,
+sample batches and weights are binary frames (broker/codec.py) whose JSON header is one
+of the `*Header` records below.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+SCHEMA_VERSION = 1
+Status = Literal["queued", "running", "completed", "stopping", "stopped", "failed"]
+FinalStatus = Literal["completed", "stopped", "failed"]
+Role = Literal["trainer", "buffer", "rollout"]
+
+
+class BadMessage(ValueError):
+    """A body that cannot be decoded: malformed, unknown type or unknown schema_version.
+    Consumers dead-letter such messages instead of retrying them."""
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64"
+    )
+    schema_version: Literal[1] = SCHEMA_VERSION
+    content_type: ClassVar[str] = "application/json"
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+# ---- the run specification ---------------------------------------------------------------
+
+
+class RunSpec(BaseModel):
+    """Everything the actors need to run a training run, as stored by the web service."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    run_id: int
+    algorithm: str
+    env_id: str
+    env_params: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    learning_rate: float
+    batch_size: int
+    buffer_size: int
+    gamma: float
+    seed: int
+    num_workers: int
+    target_episode: int
+    stop_reward: float | None = None
+
+
+# ---- commands (exchange <prefix>.commands) -----------------------------------------------
+
+
+class StartRun(Message):
+    """routing key run.start: an agent launches the run's trainer and buffer and asks for
+    its rollout workers with one SpawnActor each."""
+
+    type: Literal["run.start"] = "run.start"
+    spec: RunSpec
+
+
+class SpawnActor(Message):
+    """routing key actor.spawn: any agent may take it, so workers spread over agents."""
+
+    type: Literal["actor.spawn"] = "actor.spawn"
+    spec: RunSpec
+    role: Role = "rollout"
+    worker: int = 0
+    incarnation: int = 0
+
+
+class StopRun(Message):
+    """routing key run.<id>.stop: every actor of the run finishes and exits."""
+
+    type: Literal["run.stop"] = "run.stop"
+    run_id: int
+    status: FinalStatus = "stopped"
+    reason: str = ""
+
+
+# ---- events (exchange <prefix>.events, routing key run.<id>.<kind>) -----------------------
+
+
+class EpisodeFinished(Message):
+    """One training episode as a rollout worker played it. (worker, incarnation, seq)
+    identifies it, so a redelivered event is recognised and stored once."""
+
+    type: Literal["episode"] = "episode"
+    run_id: int
+    worker: int
+    incarnation: int = 0
+    seq: int = Field(ge=0)
+    reward: float
+    length: int = Field(ge=0)
+    env_steps: int = Field(0, ge=0, description="the worker's env steps so far")
+    policy_version: int = 0
+
+
+class StatusChanged(Message):
+    type: Literal["status"] = "status"
+    run_id: int
+    status: Status
+    reason: str | None = None
+    actor: str | None = None
+
+
+class MetricsReported(Message):
+    """Namespaced training metrics, e.g. losses/td_loss, charts/env_steps_per_s."""
+
+    type: Literal["metrics"] = "metrics"
+    run_id: int
+    env_steps: int = 0
+    values: dict[str, float]
+
+
+class EvaluationFinished(Message):
+    """The greedy policy's score over `episodes` episodes without exploration."""
+
+    type: Literal["evaluation"] = "evaluation"
+    run_id: int
+    env_steps: int
+    mean_return: float
+    std_return: float
+    episodes: int
+
+
+class CheckpointSaved(Message):
+    """Network, optimiser and counters (safetensors bytes) with what rebuilds the policy."""
+
+    type: Literal["checkpoint"] = "checkpoint"
+    run_id: int
+    version: int
+    env_steps: int
+    episode: int
+    final: bool = False
+    meta: dict[str, Any] = Field(default_factory=dict)
+    weights: bytes
+
+
+class Heartbeat(Message):
+    type: Literal["heartbeat"] = "heartbeat"
+    run_id: int
+    actor: str
+    host: str
+    pid: int
+
+
+# ---- binary frame headers (exchange <prefix>.data) -----------------------------------------
+
+
+class ExperienceHeader(Message):
+    """routing key run.<id>.experience; arrays obs, action, reward, next_obs, terminated."""
+
+    type: Literal["experience"] = "experience"
+    run_id: int
+    worker: int
+    policy_version: int
+    env_steps: int = 0
+
+
+class SamplesHeader(Message):
+    """routing key run.<id>.samples; arrays as in experience, `batches` minibatches stacked."""
+
+    type: Literal["samples"] = "samples"
+    run_id: int
+    seq: int
+    batches: int = 1
+
+
+class WeightsHeader(Message):
+    """routing key run.<id>.weights; one array `safetensors` holding the policy's state."""
+
+    type: Literal["weights"] = "weights"
+    run_id: int
+    version: int
+
+
+class CreditGranted(Message):
+    """routing key run.<id>.credit: the trainer has consumed `consumed` sample messages,
+    so the buffer may have that many plus its window in flight (explicit backpressure)."""
+
+    type: Literal["credit"] = "credit"
+    run_id: int
+    consumed: int
+
+
+Command = Annotated[StartRun | SpawnActor | StopRun, Field(discriminator="type")]
+Event = Annotated[
+    EpisodeFinished
+    | StatusChanged
+    | MetricsReported
+    | EvaluationFinished
+    | CheckpointSaved
+    | Heartbeat,
+    Field(discriminator="type"),
+]
+FrameHeader = Annotated[
+    ExperienceHeader | SamplesHeader | WeightsHeader | CreditGranted, Field(discriminator="type")
+]
+AnyMessage = Annotated[
+    StartRun
+    | SpawnActor
+    | StopRun
+    | EpisodeFinished
+    | StatusChanged
+    | MetricsReported
+    | EvaluationFinished
+    | CheckpointSaved
+    | Heartbeat
+    | ExperienceHeader
+    | SamplesHeader
+    | WeightsHeader
+    | CreditGranted,
+    Field(discriminator="type"),
+]
+
+_ANY = TypeAdapter(AnyMessage)
+EVENT_KINDS = ("episode", "status", "metrics", "evaluation", "checkpoint", "heartbeat")
+
+
+def decode_message(body: bytes | str | dict) -> Message:
+    """Decode any runt message; BadMessage names what is wrong."""
+    try:
+        if isinstance(body, dict):
+            return _ANY.validate_python(body)
+        return _ANY.validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadMessage(f"{where}: {first['msg']}") from None
