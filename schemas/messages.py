@@ -9,6 +9,7 @@ of the `*Header` records below.
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -90,12 +91,23 @@ class StopRun(Message):
 # ---- events (exchange <prefix>.events, routing key run.<id>.<kind>) -----------------------
 
 
-class EpisodeFinished(Message):
+def _new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+class RunEvent(Message):
+    """Base of events. `event_id` is fixed when the event is made, so the event log can
+    tell a redelivery from a new event and store each once."""
+
+    event_id: str = Field(default_factory=_new_event_id, min_length=1, max_length=64)
+    run_id: int
+
+
+class EpisodeFinished(RunEvent):
     """One training episode as a rollout worker played it. (worker, incarnation, seq)
     identifies it, so a redelivered event is recognised and stored once."""
 
     type: Literal["episode"] = "episode"
-    run_id: int
     worker: int
     incarnation: int = 0
     seq: int = Field(ge=0)
@@ -105,39 +117,35 @@ class EpisodeFinished(Message):
     policy_version: int = 0
 
 
-class StatusChanged(Message):
+class StatusChanged(RunEvent):
     type: Literal["status"] = "status"
-    run_id: int
     status: Status
     reason: str | None = None
     actor: str | None = None
 
 
-class MetricsReported(Message):
+class MetricsReported(RunEvent):
     """Namespaced training metrics, e.g. losses/td_loss, charts/env_steps_per_s."""
 
     type: Literal["metrics"] = "metrics"
-    run_id: int
     env_steps: int = 0
     values: dict[str, float]
 
 
-class EvaluationFinished(Message):
+class EvaluationFinished(RunEvent):
     """The greedy policy's score over `episodes` episodes without exploration."""
 
     type: Literal["evaluation"] = "evaluation"
-    run_id: int
     env_steps: int
     mean_return: float
     std_return: float
     episodes: int
 
 
-class CheckpointSaved(Message):
+class CheckpointSaved(RunEvent):
     """Network, optimiser and counters (safetensors bytes) with what rebuilds the policy."""
 
     type: Literal["checkpoint"] = "checkpoint"
-    run_id: int
     version: int
     env_steps: int
     episode: int
@@ -146,9 +154,8 @@ class CheckpointSaved(Message):
     weights: bytes
 
 
-class Heartbeat(Message):
+class Heartbeat(RunEvent):
     type: Literal["heartbeat"] = "heartbeat"
-    run_id: int
     actor: str
     host: str
     pid: int

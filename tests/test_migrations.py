@@ -26,9 +26,9 @@ def schema_drift(url: str) -> list:
 
 def test_upgrade_on_sqlite_matches_the_models_and_is_repeatable(tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh' / 'runt.sqlite3'}"  # folder does not exist yet
-    assert upgrade(DatabaseConfig(url=url)) == "0001"
+    assert upgrade(DatabaseConfig(url=url)) == "0002"
     assert schema_drift(url) == []
-    assert upgrade(DatabaseConfig(url=url)) == "0001"  # a second run changes nothing
+    assert upgrade(DatabaseConfig(url=url)) == "0002"  # a second run changes nothing
 
 
 @pytest.mark.mysql
@@ -36,7 +36,7 @@ def test_upgrade_on_mariadb_creates_a_utf8mb4_database(mysql_server):
     name = f"runt_mig_{uuid.uuid4().hex[:10]}"
     url = mysql_database_url(mysql_server, name)
     try:
-        assert upgrade(DatabaseConfig(url=url)) == "0001"  # creates the database itself
+        assert upgrade(DatabaseConfig(url=url)) == "0002"  # creates the database itself
         assert schema_drift(url) == []
         engine = create_engine(url)
         with engine.connect() as conn:
@@ -62,6 +62,38 @@ def test_upgrade_on_mariadb_creates_a_utf8mb4_database(mysql_server):
         assert all(c.startswith("utf8mb4") for t, c in charsets if t != "alembic_version")
         assert blob == "longblob"
         assert stored == "学习者 🤖"
-        assert upgrade(DatabaseConfig(url=url)) == "0001"
+        assert upgrade(DatabaseConfig(url=url)) == "0002"
     finally:
         drop_mysql_database(mysql_server, name)
+
+
+def test_upgrading_from_0001_keeps_the_data(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    upgrade(DatabaseConfig(url=url), revision="0001")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users VALUES (1, 'old', 'x', CURRENT_TIMESTAMP)"))
+        conn.execute(
+            text(
+                "INSERT INTO models (id, owner_id, algorithm, env_id, env_params, hyperparameters,"
+                " learning_rate, batch_size, buffer_size, gamma, seed, num_workers,"
+                " target_episode, current_episode, status, create_time, update_time) VALUES"
+                " (1, 1, 'dqn', 'CartPole-v1', '{}', '{}', 0.001, 64, 1000, 0.99, 1, 1, 10, 1,"
+                " 'running', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO training_data (model_id, episode, reward, smoothed_reward, length,"
+                " worker, worker_seq, create_time) VALUES (1, 1, 9.5, 9.5, 10, 0, 0,"
+                " CURRENT_TIMESTAMP)"
+            )
+        )
+    assert upgrade(DatabaseConfig(url=url)) == "0002"
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT episode, reward, worker_incarnation FROM training_data")
+        ).one()
+    engine.dispose()
+    assert tuple(row) == (1, 9.5, 0)
+    assert schema_drift(url) == []

@@ -109,7 +109,10 @@ class TrainingData(Base):
     __tablename__ = "training_data"
     __table_args__ = (
         UniqueConstraint("model_id", "episode", name="uq_training_data_episode"),
-        UniqueConstraint("model_id", "worker", "worker_seq", name="uq_training_data_worker_seq"),
+        # A redelivered episode event is recognised by who sent it and its number.
+        UniqueConstraint(
+            "model_id", "worker", "worker_incarnation", "worker_seq", name="uq_training_data_origin"
+        ),
         MYSQL_TABLE_ARGS,
     )
 
@@ -120,6 +123,7 @@ class TrainingData(Base):
     smoothed_reward: Mapped[float] = mapped_column(Double)
     length: Mapped[int]
     worker: Mapped[int] = mapped_column(default=0)
+    worker_incarnation: Mapped[int] = mapped_column(default=0)
     worker_seq: Mapped[int | None]
     create_time: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -147,10 +151,15 @@ class Metric(Base):
     """A `metrics` event of a run: namespaced values such as losses/td_loss."""
 
     __tablename__ = "metrics"
-    __table_args__ = (Index("ix_metrics_model", "model_id", "id"), MYSQL_TABLE_ARGS)
+    __table_args__ = (
+        Index("ix_metrics_model", "model_id", "id"),
+        UniqueConstraint("model_id", "event_id", name="uq_metrics_event"),
+        MYSQL_TABLE_ARGS,
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     model_id: Mapped[int] = mapped_column(BigId, ForeignKey("models.id", ondelete="CASCADE"))
+    event_id: Mapped[str | None] = mapped_column(String(64))
     env_steps: Mapped[int] = mapped_column(BigInteger, default=0)
     values: Mapped[dict[str, Any]] = mapped_column(default=dict)
     create_time: Mapped[datetime] = mapped_column(default=utcnow)
@@ -160,12 +169,36 @@ class Evaluation(Base):
     """The greedy policy's score over several episodes at one point of training."""
 
     __tablename__ = "evaluations"
-    __table_args__ = (Index("ix_evaluations_model", "model_id", "id"), MYSQL_TABLE_ARGS)
+    __table_args__ = (
+        Index("ix_evaluations_model", "model_id", "id"),
+        UniqueConstraint("model_id", "event_id", name="uq_evaluations_event"),
+        MYSQL_TABLE_ARGS,
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     model_id: Mapped[int] = mapped_column(BigId, ForeignKey("models.id", ondelete="CASCADE"))
+    event_id: Mapped[str | None] = mapped_column(String(64))
     env_steps: Mapped[int] = mapped_column(BigInteger)
     mean_return: Mapped[float] = mapped_column(Double)
     std_return: Mapped[float] = mapped_column(Double)
     episodes: Mapped[int]
+    create_time: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StatusChange(Base):
+    """Every status a run reported, in order: the run's history (restarts included)."""
+
+    __tablename__ = "status_history"
+    __table_args__ = (
+        Index("ix_status_history_model", "model_id", "id"),
+        UniqueConstraint("model_id", "event_id", name="uq_status_history_event"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model_id: Mapped[int] = mapped_column(BigId, ForeignKey("models.id", ondelete="CASCADE"))
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(100))
     create_time: Mapped[datetime] = mapped_column(default=utcnow)

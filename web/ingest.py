@@ -1,0 +1,228 @@
+"""Writing events into the database: the event-log consumer's one transaction per batch.
+
+Idempotent by construction, so at-least-once delivery has an exactly-once effect:
+- an episode is known by (worker, incarnation, seq); one already stored is skipped;
+- other events carry an `event_id`, stored with a unique key per run;
+- checkpoints are unique per (run, version).
+Episodes are numbered 1..N in arrival order under a lock on the model row, and the
+model's `current_episode` moves in the same transaction, so episode numbers have no
+gaps and `current_episode` always equals the number of stored episodes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.orm import Session as DbSession
+
+from schemas.messages import (
+    CheckpointSaved,
+    EpisodeFinished,
+    EvaluationFinished,
+    Heartbeat,
+    MetricsReported,
+    RunEvent,
+    StatusChanged,
+)
+from web.tables import (
+    Checkpoint,
+    Evaluation,
+    Metric,
+    Model,
+    StatusChange,
+    TrainingData,
+    utcnow,
+)
+
+SMOOTHING = 0.95  # weight of the previous smoothed reward, as RUNT computed it
+TERMINAL = frozenset({"completed", "stopped", "failed"})
+
+
+def next_status(current: str, reported: str) -> str:
+    """A run's status after an actor reports `reported`. An ended run stays ended (late or
+    redelivered reports change nothing), and a stop in progress is not undone by a late
+    `running`."""
+    if current in TERMINAL:
+        return current
+    if current == "stopping" and reported in ("running", "queued"):
+        return current
+    return reported
+
+
+def apply_events(db: DbSession, events: Sequence[RunEvent]) -> Counter:
+    """Store a batch of events of any runs; returns counts of what was done."""
+    counts: Counter = Counter()
+    by_run: dict[int, list[RunEvent]] = defaultdict(list)
+    for event in events:
+        by_run[event.run_id].append(event)
+    for run_id in sorted(by_run):  # a fixed lock order keeps concurrent consumers deadlock-free
+        model = db.scalar(select(Model).where(Model.id == run_id).with_for_update())
+        if model is None:
+            counts["unknown_run"] += len(by_run[run_id])
+            continue
+        _apply_run(db, model, by_run[run_id], counts)
+    return counts
+
+
+def _apply_run(db: DbSession, model: Model, events: list[RunEvent], counts: Counter) -> None:
+    _store_episodes(db, model, [e for e in events if isinstance(e, EpisodeFinished)], counts)
+    _store_by_event_id(db, model, [e for e in events if isinstance(e, MetricsReported)], counts)
+    _store_by_event_id(db, model, [e for e in events if isinstance(e, EvaluationFinished)], counts)
+    _store_by_event_id(db, model, [e for e in events if isinstance(e, StatusChanged)], counts)
+    _store_checkpoints(db, model, [e for e in events if isinstance(e, CheckpointSaved)], counts)
+    counts["heartbeat"] += sum(isinstance(e, Heartbeat) for e in events)
+
+
+def _store_episodes(
+    db: DbSession, model: Model, episodes: list[EpisodeFinished], counts: Counter
+) -> None:
+    if not episodes:
+        return
+    origin = (TrainingData.worker, TrainingData.worker_incarnation, TrainingData.worker_seq)
+    keys = {(e.worker, e.incarnation, e.seq) for e in episodes}
+    stored = set(
+        db.execute(
+            select(*origin).where(TrainingData.model_id == model.id, tuple_(*origin).in_(keys))
+        ).all()
+    )
+    smoothed = db.scalar(
+        select(TrainingData.smoothed_reward).where(
+            TrainingData.model_id == model.id, TrainingData.episode == model.current_episode
+        )
+    )
+    rows, now = [], utcnow()
+    for event in episodes:
+        key = (event.worker, event.incarnation, event.seq)
+        if key in stored:
+            counts["episode_duplicate"] += 1
+            continue
+        if model.current_episode >= model.target_episode:
+            counts["episode_beyond_target"] += 1
+            continue
+        stored.add(key)
+        model.current_episode += 1
+        smoothed = (
+            event.reward
+            if smoothed is None
+            else SMOOTHING * smoothed + (1 - SMOOTHING) * event.reward
+        )
+        rows.append(
+            {
+                "model_id": model.id,
+                "episode": model.current_episode,
+                "reward": event.reward,
+                "smoothed_reward": smoothed,
+                "length": event.length,
+                "worker": event.worker,
+                "worker_incarnation": event.incarnation,
+                "worker_seq": event.seq,
+                "create_time": now,
+            }
+        )
+    if rows:
+        db.execute(insert(TrainingData), rows)
+        counts["episode"] += len(rows)
+
+
+_TABLE_OF = {
+    MetricsReported: Metric,
+    EvaluationFinished: Evaluation,
+    StatusChanged: StatusChange,
+}
+
+
+def _new_events(db: DbSession, table, model_id: int, events: Iterable[RunEvent]) -> list:
+    events = list(events)
+    ids = {e.event_id for e in events}
+    seen = set(
+        db.scalars(
+            select(table.event_id).where(table.model_id == model_id, table.event_id.in_(ids))
+        )
+    )
+    fresh = []
+    for event in events:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            fresh.append(event)
+    return fresh
+
+
+def _store_by_event_id(db: DbSession, model: Model, events: list, counts: Counter) -> None:
+    if not events:
+        return
+    table = _TABLE_OF[type(events[0])]
+    fresh = _new_events(db, table, model.id, events)
+    counts[f"{events[0].type}_duplicate"] += len(events) - len(fresh)
+    for event in fresh:
+        counts[event.type] += 1
+        if isinstance(event, MetricsReported):
+            db.add(
+                Metric(
+                    model_id=model.id,
+                    event_id=event.event_id,
+                    env_steps=event.env_steps,
+                    values=dict(event.values),
+                )
+            )
+        elif isinstance(event, EvaluationFinished):
+            db.add(
+                Evaluation(
+                    model_id=model.id,
+                    event_id=event.event_id,
+                    env_steps=event.env_steps,
+                    mean_return=event.mean_return,
+                    std_return=event.std_return,
+                    episodes=event.episodes,
+                )
+            )
+        else:
+            _record_status(db, model, event)
+
+
+def _record_status(db: DbSession, model: Model, event: StatusChanged) -> None:
+    db.add(
+        StatusChange(
+            model_id=model.id,
+            event_id=event.event_id,
+            status=event.status,
+            reason=event.reason,
+            actor=event.actor,
+        )
+    )
+    status = next_status(model.status, event.status)
+    if status != model.status:
+        model.status = status
+        model.status_reason = event.reason
+
+
+def _store_checkpoints(
+    db: DbSession, model: Model, checkpoints: list[CheckpointSaved], counts: Counter
+) -> None:
+    if not checkpoints:
+        return
+    versions = {c.version for c in checkpoints}
+    stored = set(
+        db.scalars(
+            select(Checkpoint.version).where(
+                Checkpoint.model_id == model.id, Checkpoint.version.in_(versions)
+            )
+        )
+    )
+    for event in checkpoints:
+        if event.version in stored:
+            counts["checkpoint_duplicate"] += 1
+            continue
+        stored.add(event.version)
+        db.add(
+            Checkpoint(
+                model_id=model.id,
+                version=event.version,
+                env_steps=event.env_steps,
+                episode=event.episode,
+                weights=event.weights,
+                meta={**event.meta, "final": event.final},
+            )
+        )
+        counts["checkpoint"] += 1
