@@ -87,7 +87,7 @@ def test_redelivered_events_are_stored_once(database, run_id):
         CheckpointSaved(run_id=run_id, version=1, env_steps=10, episode=2, weights=b"w1"),
     ]
     database.call(apply_events, batch)
-    counts = database.call(apply_events, batch + [episode(run_id, 0, 1, 2.0)])
+    counts = database.call(apply_events, [*batch, episode(run_id, 0, 1, 2.0)])
     assert counts["episode"] == 0 and counts["episode_duplicate"] == 3
     assert counts["checkpoint_duplicate"] == 1 and counts["metrics_duplicate"] == 1
     assert [r.episode for r in rows(database, run_id)] == [1, 2]
