@@ -1,8 +1,18 @@
-"""The web service's broker connection (aio-pika).
+"""The web service's broker client: `AsyncBroker`, the same API over two transports.
 
-The connection is opened in the background and kept open by aio-pika's robust
-connection, so the web service starts, and answers /healthz truthfully, while the
-broker is still down or restarting.
+* amqp:// — aio-pika. The connection is opened in the background and kept by aio-pika's
+  robust connection, so the web service starts, and answers /healthz truthfully, while
+  the broker is down or restarting; robust channels redeclare their queues and restart
+  their consumers after a reconnect. Publishes go through a channel with publisher
+  confirms and return once the broker has confirmed.
+* memory:// — the embedded mode. A thread owns a sync `Bus` on broker/memory.py's
+  in-process transport, so the web service and the actor threads of the process share
+  one broker. kombu's channels are not thread-safe, so every kombu call (declare,
+  publish, ack) runs on that thread: the loop hands it commands through a queue, and
+  results and deliveries come back with call_soon_threadsafe.
+
+Consumers settle deliveries by the rule of broker/abc.py. `consume_batches` serves the
+event-log writer: many events per database transaction, acked after the commit.
 """
 
 from __future__ import annotations
@@ -10,19 +20,63 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aiormq.exceptions import ChannelInvalidStateError
+
+from broker import memory
+from broker.abc import (
+    AsyncTransport,
+    BrokerUnavailable,
+    Delivery,
+    Outcome,
+    log_failure,
+    outcome_for,
+)
+from broker.topology import ExchangeSpec, QueueSpec, Topology
+from schemas.messages import Message
 
 log = logging.getLogger(__name__)
 
+AsyncHandler = Callable[[Delivery], Awaitable[None]]
+BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
+# Errors after which a publish or an ack may succeed on a new connection.
+_CONNECTION_ERRORS = (
+    aio_pika.exceptions.AMQPConnectionError,
+    aio_pika.exceptions.DeliveryError,  # nacked
+    ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
 
 class AsyncBroker:
-    def __init__(self, url: str, retry_seconds: float = 2.0):
+    """Publish and consume from the web service; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        topology: Topology | None = None,
+        *,
+        retry_seconds: float = 2.0,
+        publish_timeout: float = 10.0,
+        batch_retry_delay: float = 1.0,
+    ):
         self.url = url
-        self.retry_seconds = retry_seconds
-        self.connection: AbstractRobustConnection | None = None
-        self._task: asyncio.Task | None = None
+        self.topology = topology or Topology()
+        self.publish_timeout = publish_timeout
+        self.batch_retry_delay = batch_retry_delay
+        self.declared: set[str] = set()  # queue names (tests delete them afterwards)
+        self._transport: AsyncTransport = (
+            memory.AsyncBridge(url, self.topology)
+            if self.in_process
+            else _AmqpTransport(url, self.topology, retry_seconds)
+        )
+        self._tasks: set[asyncio.Task] = set()
 
     @property
     def in_process(self) -> bool:
@@ -30,22 +84,289 @@ class AsyncBroker:
 
     @property
     def connected(self) -> bool:
-        if self.in_process:
-            return True
-        return self.connection is not None and not self.connection.is_closed
+        return self._transport.connected
 
     def start(self) -> None:
-        if not self.in_process and self._task is None:
+        """Start connecting in the background (idempotent; the other methods call it)."""
+        self._transport.start()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._transport.close()
+
+    # ---- declaring and publishing -------------------------------------------------------------
+
+    async def declare(self, *queues: QueueSpec) -> None:
+        self.start()
+        for spec in queues:
+            await self._transport.declare(spec, self.publish_timeout)
+            self.declared.add(spec.name)
+
+    async def publish(
+        self,
+        exchange: ExchangeSpec,
+        routing_key: str,
+        body: bytes,
+        *,
+        persistent: bool = True,
+        content_type: str = "application/octet-stream",
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish and wait for the broker's confirm; BrokerUnavailable if that does not
+        happen within `publish_timeout` seconds (reconnects included)."""
+        self.start()
+        await self._transport.publish(
+            exchange,
+            routing_key,
+            body,
+            persistent=persistent,
+            content_type=content_type,
+            headers=headers or {},
+            timeout=self.publish_timeout,
+        )
+
+    async def publish_message(
+        self, exchange: ExchangeSpec, routing_key: str, msg: Message, persistent: bool = True
+    ) -> None:
+        await self.publish(
+            exchange,
+            routing_key,
+            msg.encode(),
+            persistent=persistent,
+            content_type=msg.content_type,
+            headers={"type": getattr(msg, "type", type(msg).__name__)},
+        )
+
+    # ---- consuming ----------------------------------------------------------------------------
+
+    async def consume(self, queue: QueueSpec, handler: AsyncHandler, prefetch: int = 16) -> None:
+        """Call `handler` for every delivery (up to `prefetch` at once) and settle it."""
+
+        async def process(delivery: Delivery) -> None:
+            error = None
+            try:
+                await handler(delivery)
+            except Exception as exc:
+                error = exc
+            outcome = outcome_for(error, queue)
+            if error is not None:
+                log_failure(log, delivery, outcome, error)
+            await self._transport.settle([(delivery, outcome)])
+
+        await self._consume(queue, prefetch, process)
+
+    async def consume_batches(
+        self,
+        queue: QueueSpec,
+        handler: BatchHandler,
+        *,
+        max_batch: int = 500,
+        max_wait: float = 0.05,
+        prefetch: int = 1000,
+    ) -> None:
+        """Call `handler` with up to `max_batch` deliveries, collected for at most
+        `max_wait` seconds after the first. When it returns, every delivery is acked
+        except those it marked with `delivery.dead_letter(reason)`, which are
+        dead-lettered. If it raises, the whole batch is requeued after a back-off that
+        doubles with each consecutive failure (the queue's delivery limit ends it)."""
+        inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+        await self._consume(queue, prefetch, inbox.put)
+        self._spawn(self._batches(queue, inbox, handler, max_batch, max_wait))
+
+    async def _consume(
+        self, queue: QueueSpec, prefetch: int, on_delivery: Callable[[Delivery], Awaitable[Any]]
+    ) -> None:
+        self.start()
+        await self._transport.consume(queue, prefetch, on_delivery, self.publish_timeout)
+        self.declared.add(queue.name)
+
+    async def _batches(
+        self,
+        queue: QueueSpec,
+        inbox: asyncio.Queue[Delivery],
+        handler: BatchHandler,
+        max_batch: int,
+        max_wait: float,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            batch = [await inbox.get()]
+            deadline = loop.time() + max_wait
+            while len(batch) < max_batch:
+                if not inbox.empty():
+                    batch.append(inbox.get_nowait())
+                    continue
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        batch.append(await inbox.get())
+                except TimeoutError:
+                    break
+            try:
+                await handler(batch)
+            except Exception:
+                delay = self.batch_retry_delay * 2**failures
+                failures += 1
+                log.exception(
+                    "batch handler failed on %s; %d messages requeued in %.2g s",
+                    queue.name,
+                    len(batch),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                # Reversed: a transport that requeues at the head keeps the order.
+                await self._transport.settle([(d, Outcome.REQUEUE) for d in reversed(batch)])
+                continue
+            failures = 0
+            for delivery in batch:
+                if delivery.poison:
+                    log.warning("dead-lettered from %s: %s", queue.name, delivery.poison)
+            await self._transport.settle(
+                [(d, Outcome.DEAD_LETTER if d.poison else Outcome.ACK) for d in batch]
+            )
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class _AmqpTransport:
+    """aio-pika: a robust connection, one confirming channel for publishing and
+    declaring, and one channel per consumer (each with its own prefetch)."""
+
+    def __init__(self, url: str, topology: Topology, retry_seconds: float):
+        self.url = url
+        self.topology = topology
+        self.retry_seconds = retry_seconds
+        self.connection: AbstractRobustConnection | None = None
+        self._publisher: AbstractChannel | None = None
+        self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.connection is not None and self.connection.connected.is_set()
+
+    def start(self) -> None:
+        if self._task is None:
             self._task = asyncio.create_task(self._connect_forever(), name="broker-connect")
 
     async def _connect_forever(self) -> None:
-        while self.connection is None:
+        while True:
+            connection, self._exchanges = None, {}
             try:
-                self.connection = await aio_pika.connect_robust(self.url, timeout=10)
-                log.info("connected to the broker")
-            except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+                connection = await aio_pika.connect_robust(
+                    self.url, timeout=10, reconnect_interval=self.retry_seconds
+                )
+                self._publisher = await connection.channel(publisher_confirms=True)
+                for spec in self.topology.exchanges:
+                    await self._exchange(spec)
+                await self._declare_on(self._publisher, self.topology.dead_letters())
+            except (*_CONNECTION_ERRORS, aio_pika.exceptions.AMQPError) as exc:
                 log.warning("broker not reachable (%s); retrying", exc)
+                if connection is not None:
+                    await connection.close()
                 await asyncio.sleep(self.retry_seconds)
+                continue
+            self.connection = connection
+            self._ready.set()
+            log.info("connected to the broker")
+            return
+
+    async def _ready_within(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            raise BrokerUnavailable(f"no broker connection within {timeout:g} s") from None
+
+    async def _exchange(self, spec: ExchangeSpec) -> aio_pika.abc.AbstractExchange:
+        if spec.name not in self._exchanges:
+            self._exchanges[spec.name] = await self._publisher.declare_exchange(
+                spec.name, spec.type, durable=spec.durable
+            )
+        return self._exchanges[spec.name]
+
+    @staticmethod
+    async def _declare_on(channel: AbstractChannel, spec: QueueSpec) -> aio_pika.abc.AbstractQueue:
+        exchange = await channel.declare_exchange(
+            spec.exchange.name, spec.exchange.type, durable=spec.exchange.durable
+        )
+        queue = await channel.declare_queue(
+            spec.name,
+            durable=spec.durable,
+            exclusive=spec.exclusive,
+            auto_delete=spec.auto_delete,
+            arguments=dict(spec.arguments),
+        )
+        for key in spec.routing_keys:
+            await queue.bind(exchange, key)
+        return queue
+
+    async def declare(self, spec: QueueSpec, timeout: float) -> None:
+        await self._ready_within(timeout)
+        await self._declare_on(self._publisher, spec)
+
+    async def publish(
+        self, exchange: ExchangeSpec, routing_key: str, body: bytes, *, timeout: float, **props
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        mode = aio_pika.DeliveryMode.PERSISTENT if props.pop("persistent") else None
+        message = aio_pika.Message(body, delivery_mode=mode, **props)
+        while True:
+            await self._ready_within(max(deadline - loop.time(), 0.0))
+            try:
+                target = await self._exchange(exchange)
+                # wait_for also bounds the wait for a robust reconnect inside publish
+                await asyncio.wait_for(
+                    target.publish(message, routing_key, mandatory=False),
+                    max(deadline - loop.time(), 0.1),
+                )
+                return
+            except _CONNECTION_ERRORS as exc:
+                if loop.time() >= deadline - 0.1:
+                    raise BrokerUnavailable(
+                        f"{exchange.name} {routing_key} not confirmed within {timeout:g} s"
+                    ) from exc
+                log.warning("publish to %s failed (%s); retrying", exchange.name, exc)
+                await asyncio.sleep(0.1)
+
+    async def consume(
+        self, spec: QueueSpec, prefetch: int, on_delivery: Callable, timeout: float
+    ) -> None:
+        await self._ready_within(timeout)
+        channel = await self.connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=prefetch)
+        queue = await self._declare_on(channel, spec)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await on_delivery(
+                Delivery(
+                    body=message.body,
+                    routing_key=message.routing_key or "",
+                    headers=dict(message.headers or {}),
+                    redelivered=bool(message.redelivered),
+                    content_type=message.content_type,
+                    queue=spec.name,
+                    message=message,
+                )
+            )
+
+        await queue.consume(on_message, no_ack=False)
+
+    async def settle(self, items: list[tuple[Delivery, Outcome]]) -> None:
+        for delivery, outcome in items:
+            try:
+                if outcome is Outcome.ACK:
+                    await delivery.message.ack()
+                else:
+                    await delivery.message.reject(requeue=outcome is Outcome.REQUEUE)
+            except (*_CONNECTION_ERRORS, aio_pika.exceptions.MessageProcessError) as exc:
+                log.warning("could not settle a delivery from %s (%s)", delivery.queue, exc)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -54,3 +375,8 @@ class AsyncBroker:
                 await self._task
         if self.connection is not None:
             await self.connection.close()
+
+
+def make_async_bus(url: str, topology: Topology) -> AsyncBroker:
+    """An AsyncBroker for `url` (amqp:// or memory://); it connects on first use."""
+    return AsyncBroker(url, topology)

@@ -170,17 +170,25 @@ class ExperienceHeader(Message):
     type: Literal["experience"] = "experience"
     run_id: int
     worker: int
+    incarnation: int = 0
     policy_version: int
     env_steps: int = 0
 
 
 class SamplesHeader(Message):
-    """routing key run.<id>.samples; arrays as in experience, `batches` minibatches stacked."""
+    """routing key run.<id>.samples; arrays as in experience, `batches` minibatches stacked.
+    Also carries the buffer's counters, so the trainer reports one set of metrics."""
 
     type: Literal["samples"] = "samples"
     run_id: int
     seq: int
     batches: int = 1
+    buffer_size: int = 0
+    inserted: int = 0
+    sampled: int = 0
+    dropped: int = 0
+    env_steps: int = Field(0, description="env steps of all workers, as the buffer has seen")
+    experience_version: int = Field(0, description="policy version of the newest experience")
 
 
 class WeightsHeader(Message):

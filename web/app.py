@@ -6,20 +6,35 @@ they open with the app and close with it, in tests as in production.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from broker.aio import AsyncBroker
+from broker.abc import BrokerUnavailable
+from broker.aio import make_async_bus
+from broker.topology import Topology
 from schemas.config import Config
 from schemas.logs import bind_run
 from web import store
 from web.auth import SESSION_COOKIE, LoginThrottle, token_digest
 from web.db import Database
+from web.eventlog import EventLog
 from web.http import ApiError, Handler, errors_middleware
 from web.routes import setup_routes
-from web.typedefs import BROKER, CONFIG, DB, PUBLIC_PATHS, THROTTLE, USER, CurrentUser
+from web.typedefs import (
+    BROKER,
+    CONFIG,
+    DB,
+    EVENTLOG,
+    PUBLIC_PATHS,
+    THROTTLE,
+    TOPOLOGY,
+    USER,
+    CurrentUser,
+)
 
 log = logging.getLogger("runt.web")
 
@@ -54,11 +69,28 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
     app[DB] = Database(cfg.database)
-    app[BROKER] = AsyncBroker(cfg.broker.url)
+    app[BROKER] = make_async_bus(cfg.broker.url, app[TOPOLOGY])
     app[BROKER].start()
+    app[EVENTLOG] = EventLog(app[DB], app[BROKER], app[TOPOLOGY])
+    starter = asyncio.create_task(_start_event_log(app[EVENTLOG]), name="event-log")
     yield
+    starter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starter
     await app[BROKER].close()
     app[DB].close()
+
+
+async def _start_event_log(eventlog: EventLog) -> None:
+    """Begin consuming events once the broker answers; robust consumers then survive
+    reconnects by themselves."""
+    while True:
+        try:
+            await eventlog.start()
+            return
+        except BrokerUnavailable as exc:
+            log.warning("event log waiting for the broker: %s", exc)
+            await asyncio.sleep(2)
 
 
 def init_app(config: Config) -> web.Application:
@@ -68,6 +100,7 @@ def init_app(config: Config) -> web.Application:
         client_max_size=config.web.max_body_bytes,
     )
     app[CONFIG] = config
+    app[TOPOLOGY] = Topology(config.broker.prefix)
     app[THROTTLE] = LoginThrottle(config.auth.login_max_failures, config.auth.login_window_seconds)
     app[PUBLIC_PATHS] = setup_routes(app)
     app.cleanup_ctx.append(_resources)

@@ -45,6 +45,19 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
 
+    agent = sub.add_parser("agent", help="run an agent: starts and supervises actors")
+    agent.add_argument("--name", help="this agent's name in logs and status reasons")
+    agent.add_argument(
+        "--max-restarts", type=int, default=3, help="restarts of a crashed rollout worker"
+    )
+
+    train = sub.add_parser("train", help="submit a run described in a YAML file")
+    train.add_argument("file", help="YAML with the fields of POST /train/")
+    train.add_argument("--follow", action="store_true", help="show progress until it ends")
+    train.add_argument("--url", default="http://127.0.0.1:8000", help="the runt web service")
+    train.add_argument("--token", help="session token (or RUNT_TOKEN)")
+    train.add_argument("--user", help="log in as this user (password from RUNT_PASSWORD)")
+
     up = sub.add_parser("up", help="web service with a SQLite file, all on this machine")
     up.add_argument("--host")
     up.add_argument("--port", type=int)
@@ -110,6 +123,73 @@ def cmd_web(cfg: Config, host: str | None, port: int | None) -> int:
     return 0
 
 
+def actor_environment(cfg: Config, config_file: str | None) -> dict[str, str]:
+    """What actor processes need to find the broker: the effective settings, passed
+    through the environment (never on a command line, where `ps` shows them)."""
+    import os
+
+    env = dict(os.environ)
+    env.update(
+        RUNT_BROKER_URL=cfg.broker.url,
+        RUNT_BROKER_PREFIX=cfg.broker.prefix,
+        RUNT_LOG_LEVEL=cfg.log_level,
+        RUNT_LOG_FORMAT=cfg.log_format,
+    )
+    if config_file:
+        env["RUNT_CONFIG"] = str(Path(config_file).resolve())
+    return env
+
+
+def cmd_agent(cfg: Config, args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from actors.agent import Agent
+    from actors.launch import ProcessLauncher
+    from broker.sync import make_bus
+    from broker.topology import Topology
+
+    topology = Topology(cfg.broker.prefix)
+    name = args.name or f"agent-{secrets.token_hex(3)}"
+    agent = Agent(
+        make_bus(cfg.broker.url, topology, name=name),
+        topology,
+        ProcessLauncher(name, actor_environment(cfg, args.config)),
+        name=name,
+        max_restarts=args.max_restarts,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    agent.run(stop)
+    return 0
+
+
+def start_embedded_agent(cfg: Config):
+    """The agent of `runt up`: a thread of this process whose actors are threads too,
+    on the in-process broker. Returns the event that stops it."""
+    import threading
+
+    from actors.agent import Agent
+    from actors.launch import ThreadLauncher
+    from broker.sync import make_bus
+    from broker.topology import Topology
+
+    topology = Topology(cfg.broker.prefix)
+    agent = Agent(
+        make_bus(cfg.broker.url, topology, name="agent-embedded"),
+        topology,
+        ThreadLauncher(
+            "embedded", lambda name: make_bus(cfg.broker.url, topology, name=name), topology
+        ),
+        name="embedded",
+    )
+    stop = threading.Event()
+    threading.Thread(target=agent.run, args=(stop,), name="agent", daemon=True).start()
+    agent.started.wait(10)
+    return stop
+
+
 def _embedded_config(args: argparse.Namespace, base: Config) -> Config:
     """`runt up`: a SQLite file and a secret of its own in the data directory."""
     data_dir = Path(args.data_dir or base.data_dir).expanduser()
@@ -155,8 +235,16 @@ def cmd_up(args: argparse.Namespace, base: Config) -> int:
     _ensure_admin(cfg)
     host = args.host or cfg.web.host
     port = args.port if args.port is not None else cfg.web.port
+    import torch
+
+    # The actors run as threads here; one torch thread each keeps them from fighting.
+    torch.set_num_threads(1)
+    agent_stop = start_embedded_agent(cfg)
     print(f"runt is up: open http://{host}:{port}/  (data in {cfg.data_dir})", flush=True)
-    return cmd_web(cfg, host, port)
+    try:
+        return cmd_web(cfg, host, port)
+    finally:
+        agent_stop.set()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_user_add(cfg, args.name, args.password_stdin)
         if args.command == "up":
             return cmd_up(args, cfg)
+        if args.command == "agent":
+            return cmd_agent(cfg, args)
+        if args.command == "train":
+            from web.client import main_train
+
+            return main_train(args)
     except ConfigError as exc:
         print(f"runt: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from schemas.api import ACTIVE_STATUSES, TrainRequest
+from schemas.messages import RunSpec
 from web.tables import Evaluation, Metric, Model, Session, TrainingData, User, utcnow
 
 
@@ -123,6 +124,35 @@ def create_model(db: DbSession, owner_id: int, req: TrainRequest, seed: int) -> 
     db.add(model)
     db.flush()
     return model
+
+
+def run_spec(model: Model) -> RunSpec:
+    """What the actors are told about a run."""
+    return RunSpec(
+        run_id=model.id,
+        algorithm=model.algorithm,
+        env_id=model.env_id,
+        env_params=model.env_params,
+        hyperparameters=model.hyperparameters,
+        learning_rate=model.learning_rate,
+        batch_size=model.batch_size,
+        buffer_size=model.buffer_size,
+        gamma=model.gamma,
+        seed=model.seed,
+        num_workers=model.num_workers,
+        target_episode=model.target_episode,
+        stop_reward=model.stop_reward,
+    )
+
+
+def mark_failed(db: DbSession, model_id: int, reason: str) -> None:
+    model = db.get(Model, model_id)
+    if model is not None:
+        model.status, model.status_reason = "failed", reason
+
+
+def model_status(db: DbSession, owner_id: int, model_id: int) -> str | None:
+    return db.scalar(select(Model.status).where(Model.id == model_id, Model.owner_id == owner_id))
 
 
 def owned_model(db: DbSession, owner_id: int, model_id: int) -> Model | None:

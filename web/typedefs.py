@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from broker.aio import AsyncBroker
+from broker.topology import Topology
 from schemas.config import Config
 from web.auth import LoginThrottle
 from web.db import Database
+from web.eventlog import EventLog
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class CurrentUser:
 CONFIG = web.AppKey("config", Config)
 DB = web.AppKey("db", Database)
 BROKER = web.AppKey("broker", AsyncBroker)
+TOPOLOGY = web.AppKey("topology", Topology)
+EVENTLOG = web.AppKey("eventlog", EventLog)
 THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 PUBLIC_PATHS = web.AppKey("public_paths", frozenset)
 

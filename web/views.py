@@ -9,11 +9,13 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from broker.abc import BrokerUnavailable
 from schemas import api
+from schemas.messages import StartRun, StopRun
 from web import store
 from web.auth import SESSION_COOKIE, new_token, token_digest, verify_password
 from web.http import ApiError, dump, envelope, parse_body, parse_query, path_id
-from web.typedefs import BROKER, CONFIG, DB, THROTTLE, USER, CurrentUser
+from web.typedefs import BROKER, CONFIG, DB, THROTTLE, TOPOLOGY, USER, CurrentUser
 
 BAD_CREDENTIALS = "invalid username or password"
 
@@ -71,17 +73,44 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def train(request: web.Request) -> web.Response:
+    """Store the run, then ask the agents to start it. The answer does not wait for
+    training: the run goes on without the web service."""
     body = await parse_body(request, api.TrainRequest)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    model = await request.app[DB].run(store.create_model, current_user(request).id, body, seed)
+    db = request.app[DB]
+    model = await db.run(store.create_model, current_user(request).id, body, seed)
+    topology = request.app[TOPOLOGY]
+    try:
+        await request.app[BROKER].publish_message(
+            topology.commands, "run.start", StartRun(spec=store.run_spec(model))
+        )
+    except BrokerUnavailable as exc:
+        reason = f"the broker was unreachable when the run was submitted ({exc})"
+        await db.run(store.mark_failed, model.id, reason)
+        raise ApiError(503, "unavailable; the run was not started", field="broker") from None
     data = dump(api.TrainOut, {"id": model.id, "status": model.status})
     return envelope(data, "training run queued", status=201, id=model.id)
 
 
 async def stop_train(request: web.Request) -> web.Response:
+    """Tell the run's actors to stop (they finish, checkpoint and exit), then mark it."""
     body = await parse_body(request, api.StopRequest)
-    result = await request.app[DB].run(store.request_stop, current_user(request).id, body.model_id)
-    if result is None:
+    db, owner = request.app[DB], current_user(request).id
+    status = await db.run(store.model_status, owner, body.model_id)
+    if status is None:
+        raise ApiError(404, "no such model", field="model_id")
+    if status not in api.ACTIVE_STATUSES:
+        raise ApiError(409, f"the run has already ended ({status})", field="model_id")
+    topology = request.app[TOPOLOGY]
+    command = StopRun(run_id=body.model_id, status="stopped", reason="stopped by the user")
+    try:
+        await request.app[BROKER].publish_message(
+            topology.commands, topology.stop_key(body.model_id), command
+        )
+    except BrokerUnavailable:
+        raise ApiError(503, "unavailable; try again", field="broker") from None
+    result = await db.run(store.request_stop, owner, body.model_id)
+    if result is None:  # cannot happen: ownership was checked and runs are never deleted
         raise ApiError(404, "no such model", field="model_id")
     status, changed = result
     if not changed:

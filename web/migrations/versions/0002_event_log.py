@@ -36,7 +36,9 @@ def upgrade() -> None:
         sa.Column(
             "model_id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            sa.ForeignKey("models.id", name="fk_status_history_model_id_models", ondelete="CASCADE"),
+            sa.ForeignKey(
+                "models.id", name="fk_status_history_model_id_models", ondelete="CASCADE"
+            ),
             nullable=False,
         ),
         sa.Column("event_id", sa.String(64)),

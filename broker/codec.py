@@ -1,0 +1,161 @@
+"""Binary payloads without pickle: numeric frames and policy weights.
+
+A frame carries a batch of arrays (experience, sampled minibatches, weights) behind a
+typed JSON header, so a consumer learns what it got, which run and policy version it
+belongs to, and the exact layout of every array before touching the bytes:
+
+    b"RNT1" | u32 big-endian n | n bytes of JSON | array 0 | array 1 | ...
+
+The JSON is `{"header": <a frame header record>, "arrays": [{"name", "dtype", "shape"}]}`
+and each array follows as raw little-endian C-order bytes, in the listed order. Only a
+few plain dtypes are allowed, and decoding checks everything (magic, lengths that add up
+exactly, dtypes, shapes, the header record) so a malformed or hostile frame is a
+`BadMessage`, which consumers dead-letter, never an exception deep in the training code.
+
+Decoded arrays are read-only views into the frame's bytes: no copy on the hot path
+(a sample batch goes straight into torch.as_tensor or an index); call `.copy()` to
+write to one.
+
+Policy state dicts travel as safetensors (`state_to_bytes` / `bytes_to_state`), which
+stores tensors only and cannot run code on load, unlike torch.save's pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import typing
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from schemas.messages import BadMessage, FrameHeader, Message, decode_message
+
+if TYPE_CHECKING:
+    import torch
+
+MAGIC = b"RNT1"
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+DTYPES = frozenset({"float32", "float64", "int64", "int32", "uint8", "bool"})
+FRAME_HEADERS: tuple[type[Message], ...] = typing.get_args(typing.get_args(FrameHeader)[0])
+
+_LENGTH = struct.Struct(">I")
+_PREFIX = len(MAGIC) + _LENGTH.size
+
+
+def encode_frame(header: Message, arrays: Mapping[str, np.ndarray]) -> bytes:
+    """One frame: `header` (a frame header record) and the named arrays, in order."""
+    if not isinstance(header, FRAME_HEADERS):
+        raise TypeError(f"{type(header).__name__} is not a frame header")
+    layout, blobs = [], []
+    for name, value in arrays.items():
+        array = np.asarray(value)
+        if array.dtype.name not in DTYPES:
+            raise TypeError(f"array {name!r}: dtype {array.dtype} is not one of {sorted(DTYPES)}")
+        wire = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        layout.append({"name": name, "dtype": array.dtype.name, "shape": list(array.shape)})
+        blobs.append(wire.tobytes())
+    meta = {"header": header.model_dump(mode="json"), "arrays": layout}
+    head = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+    return b"".join([MAGIC, _LENGTH.pack(len(head)), head, *blobs])
+
+
+def decode_frame(
+    body: bytes, max_bytes: int = MAX_FRAME_BYTES
+) -> tuple[Message, dict[str, np.ndarray]]:
+    """The header record and the arrays of a frame; BadMessage says what is wrong."""
+    view = memoryview(body).cast("B")
+    if len(view) > max_bytes:
+        raise BadMessage(f"frame of {len(view)} bytes exceeds the limit of {max_bytes}")
+    if len(view) < _PREFIX or view[: len(MAGIC)] != MAGIC:
+        raise BadMessage("not a runt frame (bad magic)")
+    (head_length,) = _LENGTH.unpack_from(view, len(MAGIC))
+    offset = _PREFIX + head_length
+    if offset > len(view):
+        raise BadMessage(f"frame header of {head_length} bytes runs past the end of the frame")
+    header, layout = _read_meta(view[_PREFIX:offset])
+    arrays: dict[str, np.ndarray] = {}
+    for name, dtype, shape in layout:
+        count = math.prod(shape)
+        end = offset + count * dtype.itemsize
+        if end > len(view):
+            raise BadMessage(f"array {name!r} runs past the end of the frame")
+        try:
+            array = np.frombuffer(view, dtype=dtype, count=count, offset=offset).reshape(shape)
+        except ValueError as exc:  # e.g. an empty array with an absurd dimension
+            raise BadMessage(f"array {name!r}: shape {list(shape)}: {exc}") from None
+        if dtype == np.bool_ and count and np.frombuffer(view, np.uint8, count, offset).max() > 1:
+            raise BadMessage(f"array {name!r}: bool values must be 0 or 1")
+        array.flags.writeable = False
+        arrays[name] = array
+        offset = end
+    if offset != len(view):
+        raise BadMessage(f"{len(view) - offset} bytes left over after the last array")
+    return header, arrays
+
+
+def _read_meta(raw: memoryview) -> tuple[Message, list[tuple[str, np.dtype, tuple[int, ...]]]]:
+    """Parse and check the JSON part: the header record and the array layout."""
+    try:
+        meta = json.loads(bytes(raw))
+    except ValueError:  # also UnicodeDecodeError
+        raise BadMessage("frame header is not valid JSON") from None
+    if not isinstance(meta, dict) or set(meta) != {"header", "arrays"}:
+        raise BadMessage("frame header must be an object with exactly 'header' and 'arrays'")
+    if not isinstance(meta["header"], dict):
+        raise BadMessage("frame header: 'header' must be an object")
+    header = decode_message(meta["header"])
+    if not isinstance(header, FRAME_HEADERS):
+        raise BadMessage(f"frame header: {header.type!r} is not a frame header")
+    if not isinstance(meta["arrays"], list):
+        raise BadMessage("frame header: 'arrays' must be a list")
+    layout, seen = [], set()
+    for spec in meta["arrays"]:
+        name, dtype, shape = _array_spec(spec)
+        if name in seen:
+            raise BadMessage(f"array {name!r} appears twice")
+        seen.add(name)
+        layout.append((name, dtype, shape))
+    return header, layout
+
+
+def _array_spec(spec: Any) -> tuple[str, np.dtype, tuple[int, ...]]:
+    if not isinstance(spec, dict) or set(spec) != {"name", "dtype", "shape"}:
+        raise BadMessage("each array needs exactly 'name', 'dtype' and 'shape'")
+    name, dtype, shape = spec["name"], spec["dtype"], spec["shape"]
+    if not isinstance(name, str) or not name:
+        raise BadMessage("array name must be a non-empty string")
+    if dtype not in DTYPES:
+        raise BadMessage(f"array {name!r}: dtype {dtype!r} is not one of {sorted(DTYPES)}")
+    if not isinstance(shape, list) or not all(
+        type(n) is int and n >= 0
+        for n in shape  # not isinstance: rejects true/false
+    ):
+        raise BadMessage(f"array {name!r}: shape must be a list of non-negative integers")
+    return name, np.dtype(dtype).newbyteorder("<"), tuple(shape)
+
+
+# ---- policy weights --------------------------------------------------------------------------
+# torch is imported on first use: the web service imports this module for frames long
+# before (if ever) it loads a policy, and importing torch takes seconds.
+
+
+def state_to_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
+    """A state dict as safetensors bytes. Tensors are copied to contiguous CPU memory
+    first, which also unties shared weights (safetensors refuses aliased tensors)."""
+    from safetensors.torch import save
+
+    return save({name: t.detach().cpu().contiguous().clone() for name, t in state.items()})
+
+
+def bytes_to_state(data: bytes) -> dict[str, torch.Tensor]:
+    """The state dict in safetensors bytes; BadMessage if they are not valid safetensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        return load(bytes(data))
+    except (SafetensorError, ValueError, OverflowError) as exc:
+        raise BadMessage(f"weights are not valid safetensors: {exc}") from None
