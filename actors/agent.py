@@ -1,0 +1,198 @@
+"""The agent: takes run commands from the shared work queue, starts the actors of a run
+and watches over them until they exit.
+
+- `run.start`: launch the run's trainer and buffer here and ask, with one `actor.spawn`
+  per rollout worker, for the workers; any agent may take those, so a run's workers
+  spread over every agent on the broker.
+- `actor.spawn`: launch one rollout worker here.
+- `run.<id>.stop` (every agent hears every stop): the run's actors here get `stop_grace`
+  seconds to finish by themselves, then SIGTERM, then SIGKILL.
+- A rollout worker that dies is started again as a new incarnation, up to
+  `max_restarts` times; a trainer or buffer that dies fails the run, with the error as
+  the reason, and stops its other actors.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from actors.launch import ActorId
+from broker.topology import Topology
+from schemas.messages import (
+    BadMessage,
+    RunSpec,
+    SpawnActor,
+    StartRun,
+    StatusChanged,
+    StopRun,
+    decode_message,
+)
+
+log = logging.getLogger("runt.agent")
+STOPPED_MEMORY_S = 3600.0  # how long a stopped run's id is remembered (late spawns ignored)
+
+
+@dataclass
+class Supervised:
+    ident: ActorId
+    spec: RunSpec
+    child: object
+    restarts: int = 0
+    deadline: float | None = None  # set when the run is stopping
+    terminated_at: float | None = None
+
+
+class Agent:
+    def __init__(
+        self,
+        bus,
+        topology: Topology,
+        launcher,
+        *,
+        name: str | None = None,
+        max_restarts: int = 3,
+        stop_grace: float = 3.0,
+        kill_grace: float = 1.0,
+    ):
+        self.bus = bus
+        self.topology = topology
+        self.launcher = launcher
+        self.name = name or f"agent-{uuid.uuid4().hex[:6]}"
+        self.max_restarts = max_restarts
+        self.stop_grace = stop_grace
+        self.kill_grace = kill_grace
+        self.children: list[Supervised] = []
+        self.stopped_runs: dict[int, float] = {}
+        self.started = threading.Event()
+
+    # ---- main loop ---------------------------------------------------------------------------
+
+    def run(self, stop_event: threading.Event) -> None:
+        self.bus.connect()
+        work = self.topology.agent_work()
+        stops = self.topology.stop_listener(f"{self.name}.{uuid.uuid4().hex[:6]}")
+        self.bus.declare(work, stops)
+        self.bus.consume(stops, self.on_stop, prefetch=50)
+        self.bus.consume(work, self.on_command, prefetch=1)
+        self.started.set()
+        log.info("agent %s waiting for runs", self.name)
+        try:
+            while not stop_event.is_set():
+                self.bus.poll(0.2)
+                self.supervise()
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        for entry in self.children:
+            entry.child.terminate()
+        deadline = time.monotonic() + self.stop_grace
+        while any(e.child.alive() for e in self.children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for entry in self.children:
+            entry.child.kill()
+            entry.child.reap()
+        self.children.clear()
+        self.bus.close()
+
+    # ---- commands ------------------------------------------------------------------------------
+
+    def on_command(self, delivery) -> None:
+        command = decode_message(delivery.body)
+        if isinstance(command, StartRun):
+            self.start_run(command.spec)
+        elif isinstance(command, SpawnActor):
+            self.spawn(command)
+        else:
+            raise BadMessage(f"{command.type} is not an agent command")
+
+    def start_run(self, spec: RunSpec) -> None:
+        if spec.run_id in self.stopped_runs:
+            log.info("run %d was stopped before it started; not starting it", spec.run_id)
+            return
+        self.launch(ActorId("trainer", spec.run_id), spec)
+        self.launch(ActorId("buffer", spec.run_id), spec)
+        for worker in range(spec.num_workers):
+            self.bus.publish_message(
+                self.topology.commands,
+                "actor.spawn",
+                SpawnActor(spec=spec, role="rollout", worker=worker),
+            )
+        self.report(spec.run_id, "running", f"started by {self.name}")
+
+    def spawn(self, command: SpawnActor) -> None:
+        if command.spec.run_id in self.stopped_runs:
+            return
+        ident = ActorId(command.role, command.spec.run_id, command.worker, command.incarnation)
+        self.launch(ident, command.spec)
+
+    def on_stop(self, delivery) -> None:
+        command = decode_message(delivery.body)
+        if not isinstance(command, StopRun):
+            raise BadMessage(f"{command.type} on a stop queue")
+        self.stopped_runs[command.run_id] = time.monotonic()
+        deadline = time.monotonic() + self.stop_grace
+        for entry in self.children:
+            if entry.ident.run_id == command.run_id and entry.deadline is None:
+                entry.deadline = deadline
+
+    # ---- supervision ---------------------------------------------------------------------------
+
+    def launch(self, ident: ActorId, spec: RunSpec, restarts: int = 0) -> None:
+        child = self.launcher.launch(ident, spec)
+        log.info("launched %s (pid %s)", ident, getattr(child, "pid", None))
+        self.children.append(Supervised(ident, spec, child, restarts))
+
+    def supervise(self) -> None:
+        now = time.monotonic()
+        for entry in list(self.children):
+            if not entry.child.alive():
+                self.children.remove(entry)
+                entry.child.reap()
+                self.on_exit(entry)
+            elif entry.deadline is not None and now > entry.deadline:
+                self.enforce_stop(entry, now)
+        cutoff = now - STOPPED_MEMORY_S
+        self.stopped_runs = {r: t for r, t in self.stopped_runs.items() if t > cutoff}
+
+    def enforce_stop(self, entry: Supervised, now: float) -> None:
+        if entry.terminated_at is None:
+            log.warning("%s did not stop in time; terminating it", entry.ident)
+            entry.child.terminate()
+            entry.terminated_at = now
+        elif now > entry.terminated_at + self.kill_grace:
+            log.warning("%s ignored SIGTERM; killing it", entry.ident)
+            entry.child.kill()
+
+    def on_exit(self, entry: Supervised) -> None:
+        run_id, code = entry.ident.run_id, entry.child.exit_code
+        if code == 0 or run_id in self.stopped_runs:
+            log.info("%s exited (%s)", entry.ident, code)
+            return
+        error = entry.child.error()
+        if entry.ident.role == "rollout" and entry.restarts < self.max_restarts:
+            ident = ActorId("rollout", run_id, entry.ident.worker, entry.ident.incarnation + 1)
+            log.warning("%s died (%s); restarting it as %s", entry.ident, error, ident)
+            self.launch(ident, entry.spec, entry.restarts + 1)
+            self.report(run_id, "running", f"{entry.ident} died ({error}); restarted")
+            return
+        reason = f"{entry.ident} failed: {error}"
+        log.error("run %d failed: %s", run_id, reason)
+        self.report(run_id, "failed", reason)
+        self.bus.publish_message(
+            self.topology.commands,
+            self.topology.stop_key(run_id),
+            StopRun(run_id=run_id, status="failed", reason=reason),
+        )
+        self.stopped_runs[run_id] = time.monotonic()
+
+    def report(self, run_id: int, status: str, reason: str) -> None:
+        self.bus.publish_message(
+            self.topology.events,
+            self.topology.event_key(run_id, "status"),
+            StatusChanged(run_id=run_id, status=status, reason=reason, actor=self.name),
+        )

@@ -1,0 +1,265 @@
+"""DQN: configuration, the Double-DQN target, the learner and the acting policy.
+
+Roles (Acme's split of an agent):
+* `DQNConfig` — every setting of a run, from a `RunSpec`, frozen and validated.
+* `DQNLearner` — `update(batch)` on sampled transitions; hands out `policy_state()` for
+  rollout workers and `state()` / `load_state()` for checkpoints (flat dicts of tensors,
+  safetensors-compatible, no pickle).
+* `QPolicy` — epsilon-greedy batched inference for rollout workers and evaluation.
+
+References: Mnih et al. 2015 (DQN, target network, Huber loss), van Hasselt et al. 2016
+("Deep Reinforcement Learning with Double Q-learning").
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import TypeAdapter, ValidationError
+
+from actors.envs import EnvSpaces
+from actors.explore import APEX_ALPHA, APEX_EPSILON, EpsilonSchedule, make_exploration
+from actors.networks import QNetwork, build_q_network, network_from_meta
+from actors.replay import RateLimiter, Transition
+from schemas.messages import RunSpec
+
+SPEC_FIELDS = ("learning_rate", "batch_size", "buffer_size", "gamma", "seed", "num_workers")
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    # -- from the RunSpec's own fields --
+    learning_rate: float = 1e-3  # Adam step size
+    batch_size: int = 64  # transitions per update
+    buffer_size: int = 100_000  # replay capacity, transitions
+    gamma: float = 0.99  # discount
+    seed: int = 0
+    num_workers: int = 1  # rollout workers
+    # -- from RunSpec.hyperparameters --
+    hidden: tuple[int, ...] = (256, 256)  # MLP widths
+    envs_per_worker: int = 1  # sub-environments each rollout worker steps together
+    learning_starts: int = 1000  # transitions collected before the first update
+    samples_per_insert: float = 8.0  # replay ratio; Mnih et al. 2015: batch 32 every 4 steps
+    rate_error_buffer: float | None = None  # rate limiter slack; None: one call each side
+    target_update_interval: int = 1000  # updates between target-network refreshes
+    tau: float = 1.0  # refresh weight: 1 copies the online net, < 1 is Polyak averaging
+    max_grad_norm: float = 10.0  # global gradient-norm clip (stable-baselines3's default)
+    exploration: Literal["linear", "apex"] = "linear"  # see actors/explore.py
+    exploration_initial_eps: float = 1.0  # linear: epsilon at step 0
+    exploration_final_eps: float = 0.05  # linear: epsilon after the anneal
+    exploration_fraction: float = 0.1  # linear: share of the budget spent annealing
+    exploration_budget_steps: int = 100_000  # linear: the run's env-step budget
+    apex_epsilon: float = APEX_EPSILON  # apex: base epsilon
+    apex_alpha: float = APEX_ALPHA  # apex: spread exponent
+    weights_publish_interval: int = 10  # updates between policy weights sent to actors
+    eval_interval_updates: int = 1000  # updates between greedy evaluations
+    eval_episodes: int = 10  # episodes per evaluation
+
+    @classmethod
+    def from_spec(cls, spec: RunSpec) -> DQNConfig:
+        """The spec's fields plus its `hyperparameters` over the defaults above. An
+        unknown or invalid hyperparameter is a ValueError that names it."""
+        if spec.algorithm.lower() != "dqn":
+            raise ValueError(f"algorithm: expected 'dqn', got {spec.algorithm!r}")
+        tunable = {f.name for f in dataclasses.fields(cls)} - set(SPEC_FIELDS)
+        for key in spec.hyperparameters:
+            if key in SPEC_FIELDS:
+                raise ValueError(f"hyperparameters.{key}: set it as the run's own field")
+            if key not in tunable:
+                raise ValueError(f"hyperparameters.{key}: unknown DQN hyperparameter")
+        values = {name: getattr(spec, name) for name in SPEC_FIELDS} | spec.hyperparameters
+        try:
+            config = TypeAdapter(cls).validate_python(values)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"hyperparameters.{where}: {first['msg']}") from None
+        config.check()
+        return config
+
+    def check(self) -> None:
+        positive = ("batch_size", "buffer_size", "num_workers", "envs_per_worker")
+        positive += ("target_update_interval", "weights_publish_interval")
+        positive += ("eval_interval_updates", "eval_episodes", "learning_starts")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"hyperparameters.{name}: must be at least 1")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError("hyperparameters.tau: must be in (0, 1]")
+        if self.learning_starts > self.buffer_size:
+            raise ValueError("hyperparameters.learning_starts: larger than buffer_size")
+
+    @property
+    def num_actors(self) -> int:
+        return self.num_workers * self.envs_per_worker
+
+    def rate_limiter(self, insert_chunk: int) -> RateLimiter:
+        """The replay rate limiter, for inserts of `insert_chunk` transitions at a time."""
+        minimum = (self.batch_size + insert_chunk * self.samples_per_insert) / 2
+        error_buffer = max(self.rate_error_buffer or minimum, minimum, 1.0)
+        return RateLimiter(self.samples_per_insert, self.learning_starts, error_buffer)
+
+    def exploration_schedule(self) -> EpsilonSchedule:
+        return make_exploration(
+            self.exploration,
+            self.num_actors,
+            initial_eps=self.exploration_initial_eps,
+            final_eps=self.exploration_final_eps,
+            fraction=self.exploration_fraction,
+            budget_steps=self.exploration_budget_steps,
+            apex_epsilon=self.apex_epsilon,
+            apex_alpha=self.apex_alpha,
+        )
+
+
+def double_dqn_target(
+    reward: torch.Tensor,
+    terminated: torch.Tensor,
+    gamma: float,
+    next_q_online: torch.Tensor,
+    next_q_target: torch.Tensor,
+) -> torch.Tensor:
+    """r + gamma * (1 - terminated) * Q_target(s', argmax_a Q_online(s', a)).
+
+    The online net picks the next action, the target net values it (van Hasselt et al.
+    2016), which curbs the overestimation of taking a max over noisy estimates."""
+    next_action = next_q_online.argmax(dim=1, keepdim=True)
+    next_value = next_q_target.gather(1, next_action).squeeze(1)
+    not_terminal = 1.0 - terminated.float()
+    return reward + gamma * not_terminal * next_value
+
+
+class DQNLearner:
+    """Double DQN with a target network, Huber loss, Adam and gradient-norm clipping."""
+
+    def __init__(self, config: DQNConfig, spaces: EnvSpaces, seed: int | None = None):
+        self.config = config
+        seed = config.seed if seed is None else seed
+        self.q_network = build_q_network(spaces, config.hidden, seed=seed)
+        self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
+        # fused: one kernel for all parameters, measurably faster for small nets on CPU
+        self.optimizer = torch.optim.Adam(
+            self.q_network.parameters(), lr=config.learning_rate, fused=True
+        )
+        self.updates = 0
+
+    def update(self, batch: Transition) -> dict[str, float]:
+        obs = torch.as_tensor(batch.obs)
+        actions = torch.as_tensor(batch.action, dtype=torch.int64)
+        rewards = torch.as_tensor(batch.reward, dtype=torch.float32)
+        next_obs = torch.as_tensor(batch.next_obs)
+        terminated = torch.as_tensor(batch.terminated)
+
+        with torch.no_grad():
+            td_target = double_dqn_target(
+                rewards,
+                terminated,
+                self.config.gamma,
+                next_q_online=self.q_network(next_obs),
+                next_q_target=self.target_network(next_obs),
+            )
+        q_taken = self.q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+        td_loss = F.smooth_l1_loss(q_taken, td_target)
+
+        self.optimizer.zero_grad()
+        td_loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.q_network.parameters(), self.config.max_grad_norm
+        )
+        self.optimizer.step()
+        self.updates += 1
+        if self.updates % self.config.target_update_interval == 0:
+            self._refresh_target()
+        return {
+            "losses/td_loss": td_loss.item(),
+            "losses/q_mean": q_taken.mean().item(),
+            "losses/td_target_mean": td_target.mean().item(),
+            "losses/grad_norm": grad_norm.item(),
+        }
+
+    @torch.no_grad()
+    def _refresh_target(self) -> None:
+        """target <- tau * online + (1 - tau) * target; tau = 1 is a plain copy."""
+        for target, online in zip(
+            self.target_network.parameters(), self.q_network.parameters(), strict=True
+        ):
+            target.lerp_(online, self.config.tau)
+
+    def network_meta(self) -> dict[str, Any]:
+        return self.q_network.network_meta()
+
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        """The online network's weights: what rollout workers load into `QPolicy`."""
+        return {name: t.detach().clone() for name, t in self.q_network.state_dict().items()}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Networks, optimiser state and counters as one flat dict of tensors."""
+        flat = {f"q_network.{k}": v.clone() for k, v in self.q_network.state_dict().items()}
+        flat |= {
+            f"target_network.{k}": v.clone() for k, v in self.target_network.state_dict().items()
+        }
+        for index, param_state in self.optimizer.state_dict()["state"].items():
+            flat |= {f"optimizer.{index}.{k}": v.clone() for k, v in param_state.items()}
+        flat["counters.updates"] = torch.tensor(self.updates, dtype=torch.int64)
+        return flat
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what `state()` returned (optimiser hyperparameters come from config)."""
+        self.q_network.load_state_dict(_section(state, "q_network."))
+        self.target_network.load_state_dict(_section(state, "target_network."))
+        per_param: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in _section(state, "optimizer.").items():
+            index, name = key.split(".", 1)
+            per_param.setdefault(int(index), {})[name] = value.clone()
+        param_groups = self.optimizer.state_dict()["param_groups"]
+        self.optimizer.load_state_dict({"state": per_param, "param_groups": param_groups})
+        self.updates = int(state["counters.updates"])
+
+
+def _section(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
+class QPolicy:
+    """Epsilon-greedy over a Q-network: batched inference for rollout and evaluation."""
+
+    def __init__(self, network: QNetwork):
+        self.network = network.eval().requires_grad_(False)
+        self.n_actions = network.n_actions
+
+    @classmethod
+    def from_spaces(
+        cls, spaces: EnvSpaces, hidden: Sequence[int], seed: int | None = None
+    ) -> QPolicy:
+        """With the run seed this is the same version-0 policy the learner starts from."""
+        return cls(build_q_network(spaces, hidden, seed=seed))
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], policy_state: dict[str, torch.Tensor]) -> QPolicy:
+        policy = cls(network_from_meta(meta))
+        policy.load(policy_state)
+        return policy
+
+    def load(self, policy_state: dict[str, torch.Tensor]) -> None:
+        self.network.load_state_dict(policy_state)
+
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            q_values = self.network(torch.as_tensor(obs))
+        return q_values.argmax(dim=1).numpy()
+
+    def act(
+        self, obs: np.ndarray, epsilons: np.ndarray | float, rng: np.random.Generator
+    ) -> np.ndarray:
+        """One action per row of `obs`: random with probability epsilon, else greedy."""
+        greedy_actions = self.greedy(obs)
+        explore = rng.random(len(obs)) < epsilons
+        random_actions = rng.integers(self.n_actions, size=len(obs))
+        return np.where(explore, random_actions, greedy_actions)

@@ -1,0 +1,20 @@
+"""Which actor class plays which role for which algorithm."""
+
+from __future__ import annotations
+
+from actors.base import Actor
+from actors.buffer import Buffer
+from actors.rollout import RolloutWorker
+from actors.trainer import Trainer
+from schemas.messages import RunSpec
+
+ACTORS: dict[str, dict[str, type[Actor]]] = {
+    "dqn": {"trainer": Trainer, "buffer": Buffer, "rollout": RolloutWorker},
+}
+
+
+def make_actor(role: str, spec: RunSpec, bus, topology, **kwargs) -> Actor:
+    algorithm = spec.algorithm.lower()
+    if algorithm not in ACTORS:
+        raise ValueError(f"algorithm {algorithm!r} has no actors yet (available: dqn)")
+    return ACTORS[algorithm][role](spec, bus, topology, **kwargs)

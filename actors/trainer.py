@@ -1,0 +1,226 @@
+"""The trainer: learns from the buffer's sample frames and is the run's clock.
+
+It updates the learner on every minibatch it receives, grants the buffer credit for
+each frame, publishes new policy weights every `weights_publish_interval` updates with
+an increasing version, reports metrics every few seconds, evaluates the greedy policy
+every `eval_interval_updates` updates, and checkpoints periodically and at the end.
+It counts the run's training episodes from the episode events; when `target_episode`
+is reached, or an evaluation mean reaches `stop_reward`, it ends the run: final
+checkpoint, status `completed`, and a stop command that every actor of the run obeys.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+
+import numpy as np
+
+from actors.base import Actor, Every
+from actors.dqn import DQNConfig, DQNLearner, QPolicy
+from actors.envs import EnvSpaces, make_env
+from actors.evaluate import evaluate
+from actors.replay import Transition
+from broker.codec import decode_frame, encode_frame, state_to_bytes
+from schemas.messages import (
+    BadMessage,
+    CheckpointSaved,
+    CreditGranted,
+    EpisodeFinished,
+    EvaluationFinished,
+    MetricsReported,
+    SamplesHeader,
+    WeightsHeader,
+    decode_message,
+)
+
+log = logging.getLogger("runt.trainer")
+METRICS_EVERY_S = 2.0
+CHECKPOINT_EVERY_S = 30.0
+
+
+class Trainer(Actor):
+    role = "trainer"
+
+    def setup(self) -> None:
+        self.config = DQNConfig.from_spec(self.spec)
+        probe = make_env(self.spec.env_id, self.spec.env_params, seed=self.spec.seed)
+        self.spaces = EnvSpaces.from_env(probe)
+        probe.close()
+        self.learner = DQNLearner(self.config, self.spaces, seed=self.spec.seed)
+        self.version = 0
+        self.frames = 0
+        self.episodes: set[tuple[int, int, int]] = set()
+        self.env_steps = 0
+        self.last_samples: SamplesHeader | None = None
+        self.losses: dict[str, list[float]] = defaultdict(list)
+        self.next_eval = self.config.eval_interval_updates
+        self.outcome: tuple[str, str] | None = None  # set when the trainer ends the run
+        self.metrics_due = Every(METRICS_EVERY_S)
+        self.checkpoint_due = Every(CHECKPOINT_EVERY_S)
+        self.rate_mark = (time.monotonic(), 0, 0)  # time, env steps, updates
+
+        samples = self.topology.samples(self.run_id)
+        self.bus.declare(samples, self.topology.credit(self.run_id))
+        self.bus.consume(samples, self.on_samples, prefetch=2)
+        tap = self.topology.event_tap(
+            f"trainer-{self.run_id}-{uuid.uuid4().hex[:8]}",
+            self.topology.event_key(self.run_id, "episode"),
+        )
+        self.bus.declare(tap)
+        self.bus.consume(tap, self.on_episode, prefetch=500)
+        self.publish_status("running", f"{self.name} learning")
+
+    @property
+    def stopping(self) -> bool:
+        return self.outcome is not None or super().stopping
+
+    # ---- messages ----------------------------------------------------------------------------
+
+    def on_samples(self, delivery) -> None:
+        header, arrays = decode_frame(delivery.body)
+        if not isinstance(header, SamplesHeader):
+            raise BadMessage(f"{header.type} on the samples queue")
+        frame = Transition(**{name: arrays[name] for name in Transition._fields})
+        for minibatch in np.array_split(np.arange(frame.batch_size), header.batches):
+            metrics = self.learner.update(Transition(*(field[minibatch] for field in frame)))
+            for name, value in metrics.items():
+                self.losses[name].append(value)
+        self.frames += 1
+        self.last_samples = header
+        self.env_steps = max(self.env_steps, header.env_steps)
+        self.bus.publish(
+            self.topology.data,
+            self.topology.data_key(self.run_id, "credit"),
+            CreditGranted(run_id=self.run_id, consumed=self.frames).encode(),
+        )
+
+    def on_episode(self, delivery) -> None:
+        event = decode_message(delivery.body)
+        if isinstance(event, EpisodeFinished):
+            self.episodes.add((event.worker, event.incarnation, event.seq))
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def step(self) -> None:
+        updates_before = self.learner.updates
+        self.bus.poll(0.01)
+        if self.learner.updates - self.version * self.config.weights_publish_interval >= (
+            self.config.weights_publish_interval
+        ):
+            self.publish_weights()
+        if self.learner.updates >= self.next_eval:
+            self.next_eval += self.config.eval_interval_updates
+            self.run_evaluation()
+        if len(self.episodes) >= self.spec.target_episode and self.outcome is None:
+            self.outcome = ("completed", f"{self.spec.target_episode} training episodes done")
+        if self.metrics_due():
+            self.publish_metrics()
+        if self.checkpoint_due() and self.learner.updates > updates_before:
+            self.publish_checkpoint(final=False)
+
+    def publish_weights(self) -> None:
+        self.version = self.learner.updates // self.config.weights_publish_interval
+        blob = np.frombuffer(state_to_bytes(self.learner.policy_state()), dtype=np.uint8)
+        self.bus.publish(
+            self.topology.data,
+            self.topology.data_key(self.run_id, "weights"),
+            encode_frame(
+                WeightsHeader(run_id=self.run_id, version=self.version), {"safetensors": blob}
+            ),
+        )
+
+    def run_evaluation(self) -> None:
+        policy = QPolicy.from_meta(self.learner.network_meta(), self.learner.policy_state())
+        result = evaluate(
+            policy,
+            self.spec.env_id,
+            self.spec.env_params,
+            self.config.eval_episodes,
+            seed=self.spec.seed + 7 + self.learner.updates,
+        )
+        log.info(
+            "evaluation after %d updates: %.1f ± %.1f",
+            self.learner.updates,
+            result.mean,
+            result.std,
+        )
+        self.publish_event(
+            EvaluationFinished(
+                run_id=self.run_id,
+                env_steps=self.env_steps,
+                mean_return=result.mean,
+                std_return=result.std,
+                episodes=result.episodes,
+            )
+        )
+        stop_reward = self.spec.stop_reward
+        if stop_reward is not None and result.mean >= stop_reward and self.outcome is None:
+            self.outcome = (
+                "completed",
+                f"evaluation mean {result.mean:.1f} reached stop_reward {stop_reward:g}",
+            )
+
+    def publish_metrics(self) -> None:
+        now, steps, updates = time.monotonic(), self.env_steps, self.learner.updates
+        then, steps_then, updates_then = self.rate_mark
+        elapsed = max(now - then, 1e-9)
+        self.rate_mark = (now, steps, updates)
+        values = {name: float(np.mean(v)) for name, v in self.losses.items() if v}
+        self.losses.clear()
+        values |= {
+            "charts/env_steps": float(steps),
+            "charts/episodes": float(len(self.episodes)),
+            "charts/updates": float(updates),
+            "charts/env_steps_per_s": (steps - steps_then) / elapsed,
+            "charts/updates_per_s": (updates - updates_then) / elapsed,
+            "charts/policy_version": float(self.version),
+        }
+        if self.last_samples is not None:
+            header = self.last_samples
+            values["charts/policy_lag"] = float(self.version - header.experience_version)
+            values["charts/replay_ratio"] = header.sampled / max(header.inserted, 1)
+            values["buffer/size"] = float(header.buffer_size)
+            values["buffer/dropped"] = float(header.dropped)
+        schedule = self.config.exploration_schedule()
+        if hasattr(schedule, "value"):
+            values["charts/epsilon"] = float(schedule.value(steps))
+        self.publish_event(MetricsReported(run_id=self.run_id, env_steps=steps, values=values))
+
+    def publish_checkpoint(self, final: bool) -> None:
+        self.publish_event(
+            CheckpointSaved(
+                run_id=self.run_id,
+                version=self.learner.updates,
+                env_steps=self.env_steps,
+                episode=len(self.episodes),
+                final=final,
+                meta={
+                    "algorithm": "dqn",
+                    "env_id": self.spec.env_id,
+                    "env_params": self.spec.env_params,
+                    "network": self.learner.network_meta(),
+                    "policy_version": self.version,
+                    "updates": self.learner.updates,
+                    "format": "safetensors; policy weights under q_network.*",
+                },
+                weights=state_to_bytes(self.learner.state()),
+            )
+        )
+
+    def finish(self) -> None:
+        """Final checkpoint, then the run's end: completed here, or as the stop said."""
+        self.publish_metrics()
+        self.publish_checkpoint(final=True)
+        if self.outcome is not None:
+            status, reason = self.outcome
+            self.publish_status(status, reason)
+            self.publish_stop(status, reason)
+        elif self.stop_request is not None:
+            request = self.stop_request
+            reason = request.reason or f"{request.status} by request"
+            self.publish_status(request.status, reason)
+        else:
+            self.publish_status("stopped", f"{self.name} was asked to stop by its agent")

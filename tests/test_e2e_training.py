@@ -1,0 +1,221 @@
+"""End to end on the real services: the web service (in this process), agents (separate
+processes, as deployed) and their actor processes, RabbitMQ and MariaDB.
+
+Each test has a broker prefix and a database of its own. Budgets are small but the
+assertions are about learning: a random CartPole policy scores about 22.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, func, select
+
+from broker.topology import Topology
+from tests.conftest import Api, login, make_config
+from web.app import init_app
+from web.tables import Checkpoint, StatusChange, TrainingData
+
+pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq, pytest.mark.mysql]
+
+REPO = Path(__file__).resolve().parents[1]
+PRESET = yaml.safe_load((REPO / "configs" / "dqn_cartpole.yaml").read_text())
+TERMINAL = ("completed", "stopped", "failed")
+
+
+@pytest.fixture
+def prefix(amqp_url) -> str:
+    name = f"e2e{uuid.uuid4().hex[:8]}"
+    yield name
+    delete_topology(amqp_url, Topology(name))
+
+
+def delete_topology(url: str, topology: Topology) -> None:
+    """Remove the durable queues and exchanges a test prefix left behind."""
+    from kombu import Connection
+
+    with Connection(url) as conn:
+        channel = conn.channel()
+        for queue in (topology.agent_work(), topology.event_log(), topology.dead_letters()):
+            channel.queue_delete(queue.name)
+        for exchange in topology.exchanges:
+            channel.exchange_delete(exchange.name)
+
+
+@pytest.fixture
+def mysql_url(db_url) -> str:
+    if not db_url.startswith("mysql"):
+        pytest.skip("the end-to-end runs use MariaDB")
+    return db_url
+
+
+class Agents:
+    """Agent processes started as `runt agent` would be."""
+
+    def __init__(self, amqp_url: str, prefix: str, db_url: str):
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("RUNT_")}
+        self.env.update(
+            RUNT_BROKER_URL=amqp_url,
+            RUNT_BROKER_PREFIX=prefix,
+            RUNT_DATABASE_URL=db_url,
+            RUNT_LOG_FORMAT="text",
+            PYTHONPATH=str(REPO),
+        )
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "web.cli", "agent", "--name", name], env=self.env
+        )
+        self.procs[name] = proc
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture
+def agents(amqp_url, prefix, mysql_url):
+    group = Agents(amqp_url, prefix, mysql_url)
+    yield group
+    group.stop_all()
+
+
+@pytest.fixture
+async def api(aiohttp_client, mysql_url, amqp_url, prefix, make_user) -> Api:
+    cfg = make_config(mysql_url, broker={"url": amqp_url, "prefix": prefix})
+    client = await aiohttp_client(init_app(cfg))
+    make_user("trainer")
+    return Api(client, await login(client, "trainer"))
+
+
+async def wait_for(api: Api, model_id: int, done, timeout: float, every: float = 1.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = await api.get(f"/models/{model_id}/")
+        assert status == 200, body
+        model = body["data"]
+        if done(model):
+            return model
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; the run is {model}")
+        await asyncio.sleep(every)
+
+
+async def all_episodes(api: Api, model_id: int) -> list[dict]:
+    rows, page = [], 1
+    while True:
+        _, body = await api.get(f"/models/{model_id}/train-data/?page={page}&page_size=500")
+        rows += body["data"]["train_data"]
+        if page >= body["data"]["total_pages"]:
+            return rows
+        page += 1
+
+
+def child_pids(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (the agent's actor processes)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+async def test_dqn_solves_cartpole_over_rabbitmq(api, agents, mysql_url):
+    agents.start("solo")
+    run = {**PRESET, "num_workers": 2, "stop_reward": 475}
+    status, body = await api.post("/train/", json=run)
+    assert status == 201, body
+    model_id = body["id"]
+
+    model = await wait_for(api, model_id, lambda m: m["status"] in TERMINAL, timeout=420)
+    assert model["status"] == "completed", model["status_reason"]
+    assert model["best_eval_return"] >= 475
+    assert model["evaluations"][-1]["episodes"] == 10
+
+    rows = await all_episodes(api, model_id)
+    assert [r["episode"] for r in rows] == list(range(1, len(rows) + 1))  # no gap, no dup
+    assert model["current_episode"] == len(rows)
+    first = sum(r["reward"] for r in rows[:20]) / 20
+    last = sum(r["reward"] for r in rows[-20:]) / 20
+    assert last >= 3 * first, (first, last)
+
+    engine = create_engine(mysql_url)
+    with engine.connect() as conn:
+        finals = conn.execute(select(func.count()).where(Checkpoint.model_id == model_id)).scalar()
+        workers = set(
+            conn.execute(
+                select(TrainingData.worker).where(TrainingData.model_id == model_id).distinct()
+            ).scalars()
+        )
+    engine.dispose()
+    assert finals >= 1
+    assert workers == {0, 1}
+
+
+async def test_a_failing_trainer_fails_the_run_with_its_error(api, agents):
+    agents.start("solo")
+    run = {**PRESET, "env_id": "NoSuchEnvironment-v0", "target_episode": 5}
+    _, body = await api.post("/train/", json=run)
+    model = await wait_for(api, body["id"], lambda m: m["status"] in TERMINAL, timeout=60)
+    assert model["status"] == "failed"
+    assert "NoSuchEnvironment" in model["status_reason"]
+
+
+async def test_stop_ends_every_actor_process_within_5_seconds(api, agents):
+    agent = agents.start("solo")
+    run = {**PRESET, "num_workers": 2, "target_episode": 100_000, "stop_reward": None}
+    _, body = await api.post("/train/", json=run)
+    model_id = body["id"]
+    await wait_for(api, model_id, lambda m: m["current_episode"] >= 20, timeout=90)
+    actors = child_pids(agent.pid)
+    assert len(actors) == 4  # trainer, buffer and two rollout workers
+
+    status, answer = await api.post("/stop-train/", json={"model_id": model_id})
+    assert status == 200 and answer["data"]["status"] == "stopping"
+    stopped_at = time.monotonic()
+    while child_pids(agent.pid) & actors and time.monotonic() - stopped_at < 5:
+        await asyncio.sleep(0.1)
+    assert not child_pids(agent.pid) & actors, "actor processes still alive after 5 s"
+
+    model = await wait_for(api, model_id, lambda m: m["status"] in TERMINAL, timeout=30)
+    assert model["status"] == "stopped"
+
+
+async def test_two_agents_share_the_rollout_workers_of_a_run(api, agents, mysql_url):
+    agents.start("left")
+    agents.start("right")
+    await asyncio.sleep(3)  # both consuming before the run arrives
+    run = {**PRESET, "num_workers": 4, "target_episode": 100_000, "stop_reward": None}
+    _, body = await api.post("/train/", json=run)
+    model_id = body["id"]
+
+    engine = create_engine(mysql_url)
+
+    def rollout_agents() -> set[str]:
+        with engine.connect() as conn:
+            actors = conn.execute(
+                select(StatusChange.actor).where(
+                    StatusChange.model_id == model_id, StatusChange.actor.like("rollout-%")
+                )
+            ).scalars()
+            return {actor.rsplit("@", 1)[1] for actor in actors}
+
+    deadline = time.monotonic() + 60
+    while len(rollout_agents()) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    found = rollout_agents()
+    engine.dispose()
+    await api.post("/stop-train/", json={"model_id": model_id})
+    assert found == {"left", "right"}
