@@ -4,7 +4,8 @@ and watches over them until they exit.
 - `run.start`: launch the run's trainer and buffer here and ask, with one `actor.spawn`
   per rollout worker, for the workers; any agent may take those, so a run's workers
   spread over every agent on the broker.
-- `actor.spawn`: launch one rollout worker here.
+- `actor.spawn`: launch one rollout worker here. An agent that already hosts a worker
+  of the run hands a spawn back once (requeue), so another agent may take it.
 - `run.<id>.stop` (every agent hears every stop): the run's actors here get `stop_grace`
   seconds to finish by themselves, then SIGTERM, then SIGKILL.
 - A rollout worker that dies is started again as a new incarnation, up to
@@ -21,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 
 from actors.launch import ActorId
+from broker.abc import Declined
 from broker.topology import Topology
 from schemas.messages import (
     BadMessage,
@@ -106,6 +108,9 @@ class Agent:
         if isinstance(command, StartRun):
             self.start_run(command.spec)
         elif isinstance(command, SpawnActor):
+            if not delivery.redelivered and self.hosts_rollout_of(command.spec.run_id):
+                # Offer it to the other agents first; if it comes back, take it.
+                raise Declined(f"already hosting a worker of run {command.spec.run_id}")
             self.spawn(command)
         else:
             raise BadMessage(f"{command.type} is not an agent command")
@@ -129,6 +134,9 @@ class Agent:
             return
         ident = ActorId(command.role, command.spec.run_id, command.worker, command.incarnation)
         self.launch(ident, command.spec)
+
+    def hosts_rollout_of(self, run_id: int) -> bool:
+        return any(e.ident.run_id == run_id and e.ident.role == "rollout" for e in self.children)
 
     def on_stop(self, delivery) -> None:
         command = decode_message(delivery.body)

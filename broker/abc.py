@@ -22,6 +22,11 @@ class BrokerUnavailable(ConnectionError):
     """The broker could not be reached, or did not confirm a publish, in the time allowed."""
 
 
+class Declined(Exception):
+    """Raised by a handler that would rather another consumer took this message (an agent
+    spreading a run's workers): it is requeued, without being logged as a failure."""
+
+
 class Outcome(enum.Enum):
     """How a delivery is settled with the broker."""
 
@@ -42,6 +47,8 @@ def outcome_for(error: BaseException | None, queue: QueueSpec) -> Outcome:
     """
     if error is None:
         return Outcome.ACK
+    if isinstance(error, Declined):
+        return Outcome.REQUEUE
     if isinstance(error, BadMessage):
         return Outcome.DEAD_LETTER
     return Outcome.REQUEUE if queue.durable else Outcome.DEAD_LETTER

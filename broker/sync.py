@@ -38,7 +38,14 @@ import kombu
 from kombu.exceptions import OperationalError
 
 from broker import memory
-from broker.abc import BrokerUnavailable, Delivery, Outcome, log_failure, outcome_for
+from broker.abc import (
+    BrokerUnavailable,
+    Declined,
+    Delivery,
+    Outcome,
+    log_failure,
+    outcome_for,
+)
 from broker.topology import ExchangeSpec, QueueSpec, Topology
 from schemas.messages import Message
 
@@ -352,7 +359,7 @@ class Bus:
         except Exception as exc:
             error = exc
         outcome = outcome_for(error, consumer.queue)
-        if error is not None:
+        if error is not None and not isinstance(error, Declined):
             log_failure(log, delivery, outcome, error)
         self.settle(delivery, outcome)
 

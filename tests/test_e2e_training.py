@@ -20,8 +20,20 @@ import yaml
 from sqlalchemy import create_engine, func, select
 
 from broker.topology import Topology
-from tests.conftest import Api, login, make_config
+from schemas.config import DatabaseConfig
+from tests.conftest import (
+    PASSWORD,
+    Api,
+    cached_hash,
+    drop_mysql_database,
+    login,
+    make_config,
+    mysql_database_url,
+)
+from web import store
 from web.app import init_app
+from web.db import Database
+from web.migrate import upgrade
 from web.tables import Checkpoint, StatusChange, TrainingData
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq, pytest.mark.mysql]
@@ -51,10 +63,13 @@ def delete_topology(url: str, topology: Topology) -> None:
 
 
 @pytest.fixture
-def mysql_url(db_url) -> str:
-    if not db_url.startswith("mysql"):
-        pytest.skip("the end-to-end runs use MariaDB")
-    return db_url
+def mysql_url(mysql_server) -> str:
+    """A migrated MariaDB database of this test's own."""
+    name = f"runt_e2e_{uuid.uuid4().hex[:10]}"
+    url = mysql_database_url(mysql_server, name)
+    upgrade(DatabaseConfig(url=url))
+    yield url
+    drop_mysql_database(mysql_server, name)
 
 
 class Agents:
@@ -96,10 +111,12 @@ def agents(amqp_url, prefix, mysql_url):
 
 
 @pytest.fixture
-async def api(aiohttp_client, mysql_url, amqp_url, prefix, make_user) -> Api:
+async def api(aiohttp_client, mysql_url, amqp_url, prefix) -> Api:
     cfg = make_config(mysql_url, broker={"url": amqp_url, "prefix": prefix})
+    database = Database(cfg.database)
+    database.call(store.add_user, "trainer", cached_hash(PASSWORD))
+    database.close()
     client = await aiohttp_client(init_app(cfg))
-    make_user("trainer")
     return Api(client, await login(client, "trainer"))
 
 

@@ -79,9 +79,14 @@ async def train(request: web.Request) -> web.Response:
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     db = request.app[DB]
     model = await db.run(store.create_model, current_user(request).id, body, seed)
-    topology = request.app[TOPOLOGY]
+    topology, broker = request.app[TOPOLOGY], request.app[BROKER]
     try:
-        await request.app[BROKER].publish_message(
+        work = topology.agent_work()
+        if work.name not in broker.declared:
+            # The durable work queue holds the command until an agent takes it, even if
+            # no agent has ever run on this broker; without it the command is unroutable.
+            await broker.declare(work)
+        await broker.publish_message(
             topology.commands, "run.start", StartRun(spec=store.run_spec(model))
         )
     except BrokerUnavailable as exc:
