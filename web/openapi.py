@@ -51,10 +51,13 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
 
 def _operation(route: Route, refs: dict[type[BaseModel], dict[str, Any]]) -> dict[str, Any]:
     data_ref = refs.get(route.data) if route.data else None
-    success = _envelope_schema(data_ref) if route.enveloped else {"type": "object"}
-    responses: dict[str, Any] = {
-        str(route.success): {"description": "success", "content": _json(success)}
-    }
+    if route.enveloped:
+        content = _json(_envelope_schema(data_ref))
+    elif route.media_type == "application/json":
+        content = _json({"type": "object"})
+    else:
+        content = {route.media_type: {"schema": {"type": "string"}}}
+    responses: dict[str, Any] = {str(route.success): {"description": "success", "content": content}}
     error = {"description": "error", "content": _json({"$ref": REF.format(model="Error")})}
     for code in (*route.errors, *(() if route.public else (401,))):
         responses[str(code)] = error

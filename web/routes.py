@@ -27,6 +27,7 @@ class Route:
     errors: tuple[int, ...] = ()
     public: bool = False
     enveloped: bool = True
+    media_type: str = "application/json"
     tags: tuple[str, ...] = field(default=())
 
 
@@ -47,6 +48,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/models/{model_id}/train-data/", views.train_data,
           "Episode rewards of a run, by episode", query=api.PageQuery, data=api.TrainDataPage,
           errors=(400, 404), tags=("runs",)),
+    Route("GET", "/models/{model_id}/events", views.model_events,
+          "Live events of a run as server-sent events (episode, metrics, evaluation, status)",
+          errors=(400, 404), enveloped=False, media_type="text/event-stream", tags=("runs",)),
     Route("GET", "/healthz", views.healthz, "Database and broker reachability",
           data=api.HealthOut, errors=(503,), public=True, tags=("service",)),
     Route("GET", "/openapi.json", views.openapi, "This API as an OpenAPI 3.1 document",

@@ -4,6 +4,7 @@ answer with the envelope. Domain outcomes become `ApiError`s with the field at f
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from datetime import timedelta
 
@@ -15,9 +16,10 @@ from schemas.messages import StartRun, StopRun
 from web import store
 from web.auth import SESSION_COOKIE, new_token, token_digest, verify_password
 from web.http import ApiError, dump, envelope, parse_body, parse_query, path_id
-from web.typedefs import BROKER, CONFIG, DB, THROTTLE, TOPOLOGY, USER, CurrentUser
+from web.typedefs import BROKER, CONFIG, DB, EVENTLOG, THROTTLE, TOPOLOGY, USER, CurrentUser
 
 BAD_CREDENTIALS = "invalid username or password"
+SSE_KEEPALIVE_S = 15.0
 
 
 def current_user(request: web.Request) -> CurrentUser:
@@ -175,6 +177,39 @@ async def train_data(request: web.Request) -> web.Response:
         "train_data": rows,
     }
     return envelope(dump(api.TrainDataPage, data))
+
+
+async def model_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events of one run, live: each event once it is stored."""
+    model_id = path_id(request)
+    if await request.app[DB].run(store.model_status, current_user(request).id, model_id) is None:
+        raise ApiError(404, "no such model", field="model_id")
+    queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
+
+    def on_events(events: list) -> None:
+        for event in events:
+            if event.run_id == model_id and not queue.full():
+                queue.put_nowait(event)
+
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    listeners = request.app[EVENTLOG].listeners
+    listeners.append(on_events)
+    try:
+        await response.write(b": connected\n\n")
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            data = event.model_dump(mode="json", exclude={"weights"})
+            await response.write(f"event: {event.type}\ndata: {json.dumps(data)}\n\n".encode())
+    finally:
+        listeners.remove(on_events)
+    return response
 
 
 # ---- service -----------------------------------------------------------------------------
