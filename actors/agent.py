@@ -85,7 +85,10 @@ class Agent:
         try:
             while not stop_event.is_set():
                 self.bus.poll(0.2)
-                self.supervise()
+                try:
+                    self.supervise()
+                except Exception:  # a bug here must not orphan every actor of this agent
+                    log.exception("supervising failed; carrying on")
         finally:
             self.shutdown()
 
@@ -160,8 +163,8 @@ class Agent:
         for entry in list(self.children):
             if not entry.child.alive():
                 self.children.remove(entry)
-                entry.child.reap()
                 self.on_exit(entry)
+                entry.child.reap()
             elif entry.deadline is not None and now > entry.deadline:
                 self.enforce_stop(entry, now)
         cutoff = now - STOPPED_MEMORY_S

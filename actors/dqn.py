@@ -35,6 +35,9 @@ SPEC_FIELDS = ("learning_rate", "batch_size", "buffer_size", "gamma", "seed", "n
 
 @dataclass(frozen=True)
 class DQNConfig:
+    """Every setting of a DQN run: the RunSpec's own fields, then its `hyperparameters`
+    (the defaults below apply to those a run leaves out)."""
+
     # -- from the RunSpec's own fields --
     learning_rate: float = 1e-3  # Adam step size
     batch_size: int = 64  # transitions per update
@@ -47,7 +50,7 @@ class DQNConfig:
     envs_per_worker: int = 1  # sub-environments each rollout worker steps together
     learning_starts: int = 1000  # transitions collected before the first update
     samples_per_insert: float = 8.0  # replay ratio; Mnih et al. 2015: batch 32 every 4 steps
-    rate_error_buffer: float | None = None  # rate limiter slack; None: one call each side
+    rate_error_buffer: float | None = None  # limiter slack, samples; >= one call each side
     target_update_interval: int = 1000  # updates between target-network refreshes
     tau: float = 1.0  # refresh weight: 1 copies the online net, < 1 is Polyak averaging
     max_grad_norm: float = 10.0  # global gradient-norm clip (stable-baselines3's default)
@@ -90,11 +93,18 @@ class DQNConfig:
         positive += ("eval_interval_updates", "eval_episodes", "learning_starts")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"hyperparameters.{name}: must be at least 1")
+                where = name if name in SPEC_FIELDS else f"hyperparameters.{name}"
+                raise ValueError(f"{where}: must be at least 1")
+        if self.samples_per_insert <= 0:
+            raise ValueError("hyperparameters.samples_per_insert: must be positive")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError("hyperparameters.tau: must be in (0, 1]")
         if self.learning_starts > self.buffer_size:
             raise ValueError("hyperparameters.learning_starts: larger than buffer_size")
+        try:
+            self.exploration_schedule()
+        except ValueError as exc:
+            raise ValueError(f"hyperparameters.exploration: {exc}") from None
 
     @property
     def num_actors(self) -> int:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from actors.dqn import DQNConfig, DQNLearner, QPolicy
 from actors.envs import EnvSpaces, VectorCollector, make_vector_env
@@ -58,6 +59,8 @@ class SerialResult:
 
 
 class SerialRun:
+    """One run's components and counters; `run` drives them until a stop condition."""
+
     def __init__(self, spec: RunSpec):
         self.spec = spec
         self.config = config = DQNConfig.from_spec(spec)
@@ -75,7 +78,9 @@ class SerialRun:
         self.result = SerialResult()
         self.started = time.perf_counter()
 
-    def run(self, max_env_steps: int | None = None, time_limit_s: float | None = None):
+    def run(
+        self, max_env_steps: int | None = None, time_limit_s: float | None = None
+    ) -> SerialResult:
         try:
             while not self.result.stop_reason:
                 self.collect()
@@ -149,5 +154,13 @@ class SerialRun:
 def run_serial(
     spec: RunSpec, max_env_steps: int | None = None, time_limit_s: float | None = None
 ) -> SerialResult:
-    """Train `spec` in this process until solved or a limit is reached."""
-    return SerialRun(spec).run(max_env_steps, time_limit_s)
+    """Train `spec` in this process until solved or a limit is reached.
+
+    Torch runs single-threaded meanwhile: these small networks gain nothing from
+    intra-op threads, and on a busy 2-core machine such threads wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return SerialRun(spec).run(max_env_steps, time_limit_s)
+    finally:
+        torch.set_num_threads(threads)

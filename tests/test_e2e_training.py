@@ -236,3 +236,51 @@ async def test_two_agents_share_the_rollout_workers_of_a_run(api, agents, mysql_
     engine.dispose()
     await api.post("/stop-train/", json={"model_id": model_id})
     assert found == {"left", "right"}
+
+
+def rollout_pids(agent_pid: int) -> set[int]:
+    found = set()
+    for pid in child_pids(agent_pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"rollout" in cmdline:
+            found.add(pid)
+    return found
+
+
+async def test_a_killed_rollout_worker_is_restarted(api, agents, mysql_url):
+    agent = agents.start("solo")
+    run = {**PRESET, "num_workers": 1, "target_episode": 100_000, "stop_reward": None}
+    _, body = await api.post("/train/", json=run)
+    model_id = body["id"]
+    await wait_for(api, model_id, lambda m: m["current_episode"] >= 10, timeout=90)
+    (victim,) = rollout_pids(agent.pid)
+    os.kill(victim, 9)
+
+    deadline = time.monotonic() + 30
+    while not (rollout_pids(agent.pid) - {victim}) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert rollout_pids(agent.pid) - {victim}, "no new rollout worker"
+    episodes_then = (await api.get(f"/models/{model_id}/"))[1]["data"]["current_episode"]
+    model = await wait_for(
+        api, model_id, lambda m: m["current_episode"] > episodes_then + 10, timeout=60
+    )
+    assert model["status"] == "running"
+
+    engine = create_engine(mysql_url)
+    with engine.connect() as conn:
+        reasons = conn.execute(
+            select(StatusChange.reason).where(StatusChange.model_id == model_id)
+        ).scalars()
+        restarted = [r for r in reasons if r and "restarted" in r]
+        incarnations = set(
+            conn.execute(
+                select(TrainingData.worker_incarnation).where(TrainingData.model_id == model_id)
+            ).scalars()
+        )
+    engine.dispose()
+    await api.post("/stop-train/", json={"model_id": model_id})
+    assert restarted and "rollout-" in restarted[0]
+    assert incarnations == {0, 1}  # the new incarnation's episodes are stored, not deduped
