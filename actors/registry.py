@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from actors.base import Actor
 from actors.buffer import Buffer
+from actors.dqn import DQNConfig
 from actors.rollout import RolloutWorker
 from actors.trainer import Trainer
 from schemas.messages import RunSpec
@@ -11,6 +12,18 @@ from schemas.messages import RunSpec
 ACTORS: dict[str, dict[str, type[Actor]]] = {
     "dqn": {"trainer": Trainer, "buffer": Buffer, "rollout": RolloutWorker},
 }
+
+
+CONFIGS = {"dqn": DQNConfig}
+
+
+def check_spec(spec: RunSpec) -> None:
+    """Raise ValueError naming the field if the actors could not run this spec."""
+    algorithm = spec.algorithm.lower()
+    if algorithm not in ACTORS:
+        available = ", ".join(sorted(ACTORS))
+        raise ValueError(f"algorithm: {algorithm} is not available yet (available: {available})")
+    CONFIGS[algorithm].from_spec(spec)
 
 
 def make_actor(role: str, spec: RunSpec, bus, topology, **kwargs) -> Actor:

@@ -56,7 +56,7 @@ async def test_train_stores_a_queued_run_and_answers_201_with_its_id(alice: Api)
             "num_workers": 2,
             "stop_reward": 475,
             "env_params": {"max_episode_steps": 500},
-            "hyperparameters": {"target_update": 500},
+            "hyperparameters": {"target_update_interval": 500},
         },
     )
     assert status == 201
@@ -78,7 +78,7 @@ async def test_train_stores_a_queued_run_and_answers_201_with_its_id(alice: Api)
     assert (model["gamma"], model["seed"], model["num_workers"]) == (0.98, 7, 2)
     assert model["stop_reward"] == 475
     assert model["env_params"] == {"max_episode_steps": 500}
-    assert model["hyperparameters"] == {"target_update": 500}
+    assert model["hyperparameters"] == {"target_update_interval": 500}
     assert model["current_episode"] == 0
     assert model["status"] == "queued" and model["status_reason"] is None
     assert model["evaluations"] == [] and model["best_eval_return"] is None
@@ -87,7 +87,7 @@ async def test_train_stores_a_queued_run_and_answers_201_with_its_id(alice: Api)
 
 async def test_train_accepts_runt_form_fields_as_environment_parameters(alice: Api):
     form = {
-        "algorithm": "SAC",
+        "algorithm": "DQN",
         "target_episode": "100",
         "learning_rate": "0.0003",
         "task_size_average": "2.5e6",
@@ -103,7 +103,7 @@ async def test_train_accepts_runt_form_fields_as_environment_parameters(alice: A
     assert status == 201, body
     _, detail = await alice.get(f"/models/{body['id']}")
     model = detail["data"]
-    assert model["algorithm"] == "sac"
+    assert model["algorithm"] == "dqn"
     assert model["env_id"] == "runt/MecOffload-v0"  # RUNT's fields mean the MEC environment
     assert model["env_params"] == {
         "task_size_average": 2.5e6,
@@ -151,6 +151,10 @@ async def test_train_defaults_fill_what_the_request_leaves_out(alice: Api):
         ({**RUN, "stop_reward": "high"}, "stop_reward"),
         ({**RUN, "env_id": ""}, "env_id"),
         ({**RUN, "colour": "blue"}, "colour"),
+        ({**RUN, "algorithm": "sac"}, "algorithm"),
+        ({**RUN, "hyperparameters": {"tau": 2}}, "hyperparameters.tau"),
+        ({**RUN, "hyperparameters": {"warp_speed": 9}}, "hyperparameters.warp_speed"),
+        ({**RUN, "hyperparameters": {"hidden": "big"}}, "hyperparameters.hidden"),
     ],
 )
 async def test_bad_train_requests_are_400s_naming_the_field(alice: Api, body, field):

@@ -145,6 +145,25 @@ def run_spec(model: Model) -> RunSpec:
     )
 
 
+def spec_of(req: TrainRequest, run_id: int, seed: int) -> RunSpec:
+    """The spec a request would run with (to validate it before storing)."""
+    return RunSpec(
+        run_id=run_id,
+        algorithm=req.algorithm,
+        env_id=req.env_id,
+        env_params=req.env_params,
+        hyperparameters=req.hyperparameters,
+        learning_rate=req.learning_rate,
+        batch_size=req.batch_size,
+        buffer_size=req.buffer_size,
+        gamma=req.gamma,
+        seed=seed,
+        num_workers=req.num_workers,
+        target_episode=req.target_episode,
+        stop_reward=req.stop_reward,
+    )
+
+
 def mark_failed(db: DbSession, model_id: int, reason: str) -> None:
     model = db.get(Model, model_id)
     if model is not None:

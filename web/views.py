@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from actors.registry import check_spec
 from broker.abc import BrokerUnavailable
 from schemas import api
 from schemas.messages import StartRun, StopRun
@@ -79,6 +80,11 @@ async def train(request: web.Request) -> web.Response:
     training: the run goes on without the web service."""
     body = await parse_body(request, api.TrainRequest)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+    try:
+        check_spec(store.spec_of(body, run_id=0, seed=seed))
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        raise ApiError(400, message, field=field) from None
     db = request.app[DB]
     model = await db.run(store.create_model, current_user(request).id, body, seed)
     topology, broker = request.app[TOPOLOGY], request.app[BROKER]
