@@ -126,42 +126,31 @@ def create_model(db: DbSession, owner_id: int, req: TrainRequest, seed: int) -> 
     return model
 
 
+SPEC_FIELDS = (
+    "algorithm",
+    "env_id",
+    "env_params",
+    "hyperparameters",
+    "learning_rate",
+    "batch_size",
+    "buffer_size",
+    "gamma",
+    "num_workers",
+    "target_episode",
+    "stop_reward",
+)
+
+
+def spec_of(source: Model | TrainRequest, run_id: int, seed: int) -> RunSpec:
+    """What the actors are told about a run, from a stored model or from a request
+    (to check it before storing it)."""
+    return RunSpec(
+        run_id=run_id, seed=seed, **{name: getattr(source, name) for name in SPEC_FIELDS}
+    )
+
+
 def run_spec(model: Model) -> RunSpec:
-    """What the actors are told about a run."""
-    return RunSpec(
-        run_id=model.id,
-        algorithm=model.algorithm,
-        env_id=model.env_id,
-        env_params=model.env_params,
-        hyperparameters=model.hyperparameters,
-        learning_rate=model.learning_rate,
-        batch_size=model.batch_size,
-        buffer_size=model.buffer_size,
-        gamma=model.gamma,
-        seed=model.seed,
-        num_workers=model.num_workers,
-        target_episode=model.target_episode,
-        stop_reward=model.stop_reward,
-    )
-
-
-def spec_of(req: TrainRequest, run_id: int, seed: int) -> RunSpec:
-    """The spec a request would run with (to validate it before storing)."""
-    return RunSpec(
-        run_id=run_id,
-        algorithm=req.algorithm,
-        env_id=req.env_id,
-        env_params=req.env_params,
-        hyperparameters=req.hyperparameters,
-        learning_rate=req.learning_rate,
-        batch_size=req.batch_size,
-        buffer_size=req.buffer_size,
-        gamma=req.gamma,
-        seed=seed,
-        num_workers=req.num_workers,
-        target_episode=req.target_episode,
-        stop_reward=req.stop_reward,
-    )
+    return spec_of(model, model.id, model.seed)
 
 
 def mark_failed(db: DbSession, model_id: int, reason: str) -> None:
