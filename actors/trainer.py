@@ -3,7 +3,8 @@
 It updates the learner on every minibatch it receives, grants the buffer credit for
 each frame, publishes new policy weights every `weights_publish_interval` updates with
 an increasing version, reports metrics every few seconds, evaluates the greedy policy
-every `eval_interval_updates` updates, and checkpoints periodically and at the end.
+every `eval_interval_updates` updates, and checkpoints after the first evaluation, every
+30 s and at the end.
 It counts the run's training episodes from the episode events; when `target_episode`
 is reached, or an evaluation mean reaches `stop_reward`, it ends the run: final
 checkpoint, status `completed`, and a stop command that every actor of the run obeys.
@@ -58,6 +59,7 @@ class Trainer(Actor):
         self.losses: dict[str, list[float]] = defaultdict(list)
         self.next_eval = self.config.eval_interval_updates
         self.outcome: tuple[str, str] | None = None  # set when the trainer ends the run
+        self.checkpoints = 0
         self.metrics_due = Every(METRICS_EVERY_S)
         self.checkpoint_due = Every(CHECKPOINT_EVERY_S)
         self.rate_mark = (time.monotonic(), 0, 0)  # time, env steps, updates
@@ -156,6 +158,8 @@ class Trainer(Actor):
                 episodes=result.episodes,
             )
         )
+        if not self.checkpoints:  # an early checkpoint, to compare the final one against
+            self.publish_checkpoint(final=False)
         stop_reward = self.spec.stop_reward
         if stop_reward is not None and result.mean >= stop_reward and self.outcome is None:
             self.outcome = (
@@ -190,6 +194,7 @@ class Trainer(Actor):
         self.publish_event(MetricsReported(run_id=self.run_id, env_steps=steps, values=values))
 
     def publish_checkpoint(self, final: bool) -> None:
+        self.checkpoints += 1
         self.publish_event(
             CheckpointSaved(
                 run_id=self.run_id,

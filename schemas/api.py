@@ -120,6 +120,29 @@ class StopRequest(Request):
     model_id: PositiveId
 
 
+MAX_TEST_STEPS = 10_000
+
+
+class TestModelRequest(Request):
+    model_id: PositiveId
+    observation: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        None, max_length=100_000, description="start state; default: reset with the run's seed"
+    )
+    steps: int = Field(100, ge=1, le=MAX_TEST_STEPS)
+    deterministic: bool = Field(True, description="greedy actions; false adds a little noise")
+    checkpoint: int | None = Field(None, ge=0, description="checkpoint version; default latest")
+
+    @field_validator("observation", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # form bodies carry the list as JSON text
+            try:
+                return json.loads(value) if value.strip() else None
+            except ValueError:
+                raise ValueError("must be a JSON list of numbers") from None
+        return value
+
+
 class PageQuery(Request):
     page: int = Field(1, ge=1, le=1_000_000)
     page_size: int | None = Field(None, ge=1)
@@ -218,6 +241,17 @@ class TrainDataPage(BaseModel):
     page_size: int
     total_pages: int
     train_data: list[TrainDataRow]
+
+
+class TestModelOut(BaseModel):
+    observation: list[list[float]] = Field(description="the observation at each step taken")
+    action: list[list[float]]
+    rewards: list[float]
+    total_reward: float
+    terminated: bool
+    truncated: bool
+    steps: int
+    checkpoint_version: int
 
 
 class HealthOut(BaseModel):

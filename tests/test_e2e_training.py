@@ -143,6 +143,16 @@ async def all_episodes(api: Api, model_id: int) -> list[dict]:
         page += 1
 
 
+async def checkpoints(db_url: str, model_id: int) -> list[dict]:
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Checkpoint.version, Checkpoint.env_steps).where(Checkpoint.model_id == model_id)
+        ).all()
+    engine.dispose()
+    return [r._asdict() for r in rows]
+
+
 def child_pids(pid: int) -> set[int]:
     """Processes whose parent is `pid` (the agent's actor processes)."""
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
@@ -177,8 +187,17 @@ async def test_dqn_solves_cartpole_over_rabbitmq(api, agents, mysql_url):
             ).scalars()
         )
     engine.dispose()
-    assert finals >= 1
+    assert finals >= 2  # one after the first evaluation, one at the end
     assert workers == {0, 1}
+
+    # The trained policy balances from a given start; the first checkpoint could not.
+    trial = {"model_id": model_id, "observation": [0, 0, 0.05, 0], "steps": 500}
+    status, final = await api.post("/testmodel/", json=trial)
+    assert status == 200, final
+    assert final["data"]["total_reward"] >= 475
+    first_version = min(e["version"] for e in await checkpoints(mysql_url, model_id))
+    _, first = await api.post("/testmodel/", json={**trial, "checkpoint": first_version})
+    assert first["data"]["total_reward"] < final["data"]["total_reward"] - 100, (first, final)
 
 
 async def test_a_failing_trainer_fails_the_run_with_its_error(api, agents):

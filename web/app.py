@@ -23,12 +23,14 @@ from web.auth import SESSION_COOKIE, LoginThrottle, token_digest
 from web.db import Database
 from web.eventlog import EventLog
 from web.http import ApiError, Handler, errors_middleware
+from web.inference import PolicyCache
 from web.routes import setup_routes
 from web.typedefs import (
     BROKER,
     CONFIG,
     DB,
     EVENTLOG,
+    POLICIES,
     PUBLIC_PATHS,
     THROTTLE,
     TOPOLOGY,
@@ -101,6 +103,7 @@ def init_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app[TOPOLOGY] = Topology(config.broker.prefix)
+    app[POLICIES] = PolicyCache()
     app[THROTTLE] = LoginThrottle(config.auth.login_max_failures, config.auth.login_window_seconds)
     app[PUBLIC_PATHS] = setup_routes(app)
     app.cleanup_ctx.append(_resources)

@@ -14,7 +14,16 @@ from sqlalchemy.orm import Session as DbSession
 
 from schemas.api import ACTIVE_STATUSES, TrainRequest
 from schemas.messages import RunSpec
-from web.tables import Evaluation, Metric, Model, Session, TrainingData, User, utcnow
+from web.tables import (
+    Checkpoint,
+    Evaluation,
+    Metric,
+    Model,
+    Session,
+    TrainingData,
+    User,
+    utcnow,
+)
 
 
 class UsernameTaken(Exception):
@@ -286,3 +295,37 @@ def train_data_page(
         .order_by(TrainingData.episode)
     ).all()
     return algorithm, p, [r._asdict() for r in rows]
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+
+
+@dataclass
+class CheckpointRef:
+    model_seed: int
+    version: int | None  # None: the run has no checkpoint (of that version)
+    env_id: str
+
+
+def find_checkpoint(
+    db: DbSession, owner_id: int, model_id: int, version: int | None = None
+) -> CheckpointRef | None:
+    """The newest (or the named) checkpoint version of an owned model; None if not owned."""
+    model = db.execute(
+        select(Model.seed, Model.env_id).where(Model.id == model_id, Model.owner_id == owner_id)
+    ).first()
+    if model is None:
+        return None
+    query = select(func.max(Checkpoint.version)).where(Checkpoint.model_id == model_id)
+    if version is not None:
+        query = query.where(Checkpoint.version == version)
+    return CheckpointRef(model.seed, db.scalar(query), model.env_id)
+
+
+def checkpoint_blob(db: DbSession, model_id: int, version: int) -> tuple[dict, bytes, int]:
+    row = db.execute(
+        select(Checkpoint.meta, Checkpoint.weights, Checkpoint.env_steps).where(
+            Checkpoint.model_id == model_id, Checkpoint.version == version
+        )
+    ).one()
+    return row.meta, row.weights, row.env_steps

@@ -12,6 +12,7 @@ from schemas.config import Config
 from web.auth import LoginThrottle
 from web.db import Database
 from web.eventlog import EventLog
+from web.inference import PolicyCache
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ DB = web.AppKey("db", Database)
 BROKER = web.AppKey("broker", AsyncBroker)
 TOPOLOGY = web.AppKey("topology", Topology)
 EVENTLOG = web.AppKey("eventlog", EventLog)
+POLICIES = web.AppKey("policies", PolicyCache)
 THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 PUBLIC_PATHS = web.AppKey("public_paths", frozenset)
 

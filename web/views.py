@@ -14,10 +14,20 @@ from actors.registry import check_spec
 from broker.abc import BrokerUnavailable
 from schemas import api
 from schemas.messages import StartRun, StopRun
-from web import store
+from web import inference, store
 from web.auth import SESSION_COOKIE, new_token, token_digest, verify_password
 from web.http import ApiError, dump, envelope, parse_body, parse_query, path_id
-from web.typedefs import BROKER, CONFIG, DB, EVENTLOG, THROTTLE, TOPOLOGY, USER, CurrentUser
+from web.typedefs import (
+    BROKER,
+    CONFIG,
+    DB,
+    EVENTLOG,
+    POLICIES,
+    THROTTLE,
+    TOPOLOGY,
+    USER,
+    CurrentUser,
+)
 
 BAD_CREDENTIALS = "invalid username or password"
 SSE_KEEPALIVE_S = 15.0
@@ -216,6 +226,55 @@ async def model_events(request: web.Request) -> web.StreamResponse:
     finally:
         listeners.remove(on_events)
     return response
+
+
+# ---- trained policies ------------------------------------------------------------------------
+
+
+async def loaded_policy(
+    request: web.Request, model_id: int, version: int | None
+) -> tuple[inference.LoadedPolicy, store.CheckpointRef]:
+    """The model's newest (or named) checkpoint as a policy, from the cache if it can."""
+    db = request.app[DB]
+    ref = await db.run(store.find_checkpoint, current_user(request).id, model_id, version)
+    if ref is None:
+        raise ApiError(404, "no such model", field="model_id")
+    if ref.version is None:
+        if version is not None:
+            raise ApiError(404, f"the run has no checkpoint {version}", field="checkpoint")
+        raise ApiError(409, "the run has no checkpoint yet", field="model_id")
+    cache = request.app[POLICIES]
+    loaded = cache.get(model_id, ref.version)
+    if loaded is None:
+        meta, weights, _ = await db.run(store.checkpoint_blob, model_id, ref.version)
+        loaded = await asyncio.to_thread(inference.load, model_id, ref.version, meta, weights)
+        cache.put(loaded)
+    return loaded, ref
+
+
+async def test_model(request: web.Request) -> web.Response:
+    """Run the trained policy from a given (or the seeded reset) state."""
+    body = await parse_body(request, api.TestModelRequest)
+    loaded, ref = await loaded_policy(request, body.model_id, body.checkpoint)
+    if body.observation is not None and len(body.observation) != loaded.obs_dim:
+        raise ApiError(
+            400,
+            f"expected a list of {loaded.obs_dim} numbers (shape [{loaded.obs_dim}]) "
+            f"for {loaded.env_id}",
+            field="observation",
+        )
+    try:
+        result = await asyncio.to_thread(
+            inference.run_episode,
+            loaded,
+            body.observation,
+            body.steps,
+            body.deterministic,
+            ref.model_seed,
+        )
+    except inference.CannotSetState as exc:
+        raise ApiError(422, str(exc), field="observation") from None
+    return envelope(dump(api.TestModelOut, result))
 
 
 # ---- service -----------------------------------------------------------------------------
