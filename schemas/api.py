@@ -143,6 +143,14 @@ class TestModelRequest(Request):
         return value
 
 
+class CheckpointQuery(Request):
+    version: int | None = Field(None, ge=0, description="checkpoint version; default newest")
+
+
+class ReplayQuery(CheckpointQuery):
+    episodes: int = Field(1, ge=1, le=5)
+
+
 class PageQuery(Request):
     page: int = Field(1, ge=1, le=1_000_000)
     page_size: int | None = Field(None, ge=1)

@@ -164,3 +164,45 @@ def test_the_policy_cache_is_bounded_and_keyed_by_version():
     assert cache.get(7, 1) is None  # evicted, least recently used
     assert cache.get(7, 3) is not None and cache.get(7, 2) is not None
     assert cache.get(7, 4) is None  # a newer checkpoint is a new key: loaded afresh
+
+
+async def test_checkpoint_download_is_safetensors_described_by_its_metadata(
+    alice: Api, bob: Api, database
+):
+    from safetensors import safe_open
+
+    model_id = await create(alice)
+    learner = learner_for()
+    store_checkpoint(database, model_id, learner, version=4, env_id="CartPole-v1")
+    resp = await alice.client.get(f"/models/{model_id}/checkpoint", headers=alice.headers)
+    assert resp.status == 200
+    assert "runt-model" in resp.headers["Content-Disposition"]
+    blob = await resp.read()
+    path = __import__("tempfile").mktemp(suffix=".safetensors")
+    with open(path, "wb") as f:
+        f.write(blob)
+    with safe_open(path, framework="pt") as f:
+        meta = __import__("json").loads(f.metadata()["runt"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open API
+    assert meta["algorithm"] == "dqn" and meta["version"] == 4 and meta["env_steps"] == 40
+    assert meta["observation_shape"] == [4] and meta["n_actions"] == 2
+    expected = learner.policy_state()
+    assert set(tensors) == set(expected)
+    assert all((tensors[k] == expected[k]).all() for k in expected)
+    status, _ = await bob.get(f"/models/{model_id}/checkpoint")
+    assert status == 404
+    status, body = await alice.get(f"/models/{model_id}/checkpoint?version=99")
+    assert status == 404 and body["message"].startswith("version:")
+
+
+async def test_replay_gif_shows_the_policy_playing(alice: Api, database):
+    model_id = await create(alice)
+    store_checkpoint(database, model_id, learner_for(), version=2, env_id="CartPole-v1")
+    resp = await alice.client.get(f"/models/{model_id}/replay.gif", headers=alice.headers)
+    assert resp.status == 200 and resp.content_type == "image/gif"
+    from PIL import Image
+
+    image = Image.open(__import__("io").BytesIO(await resp.read()))
+    assert image.format == "GIF" and image.n_frames >= 3
+    status, body = await alice.get(f"/models/{model_id}/replay.gif?episodes=9")
+    assert status == 400 and body["message"].startswith("episodes:")

@@ -32,6 +32,7 @@ from web.typedefs import (
     EVENTLOG,
     POLICIES,
     PUBLIC_PATHS,
+    REPLAYS,
     THROTTLE,
     TOPOLOGY,
     USER,
@@ -104,6 +105,7 @@ def init_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[TOPOLOGY] = Topology(config.broker.prefix)
     app[POLICIES] = PolicyCache()
+    app[REPLAYS] = {}
     app[THROTTLE] = LoginThrottle(config.auth.login_max_failures, config.auth.login_window_seconds)
     app[PUBLIC_PATHS] = setup_routes(app)
     app.cleanup_ctx.append(_resources)

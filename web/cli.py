@@ -51,6 +51,18 @@ def _parser() -> argparse.ArgumentParser:
         "--max-restarts", type=int, default=3, help="restarts of a crashed rollout worker"
     )
 
+    export = sub.add_parser("export", help="write a trained policy for use outside runt")
+    export.add_argument("model_id", type=int)
+    export.add_argument("--format", choices=["torchscript", "safetensors"], default="torchscript")
+    export.add_argument("--out", help="file to write (default: model-<id>.<ext>)")
+    export.add_argument("--version", type=int, help="checkpoint version (default: newest)")
+
+    visualize = sub.add_parser("visualize", help="render episodes of a trained policy")
+    visualize.add_argument("model_id", type=int)
+    visualize.add_argument("--out", default="agent.gif", help=".gif, or .mp4 with imageio")
+    visualize.add_argument("--episodes", type=int, default=1)
+    visualize.add_argument("--version", type=int, help="checkpoint version (default: newest)")
+
     train = sub.add_parser("train", help="submit a run described in a YAML file")
     train.add_argument("file", help="YAML with the fields of POST /train/")
     train.add_argument("--follow", action="store_true", help="show progress until it ends")
@@ -120,6 +132,56 @@ def cmd_web(cfg: Config, host: str | None, port: int | None) -> int:
         access_log=None,
         print=lambda msg: log.info(msg.strip()),
     )
+    return 0
+
+
+def _checkpoint(cfg: Config, model_id: int, version: int | None) -> tuple[dict, bytes, int, int]:
+    """(meta, weights, version, env_steps) of a model's checkpoint, from the database."""
+    from web import store
+    from web.db import Database
+
+    db = Database(cfg.database)
+    try:
+        version = (
+            version if version is not None else db.call(store.newest_checkpoint_version, model_id)
+        )
+        if version is None:
+            raise SystemExit(f"model {model_id}: no checkpoint yet")
+        try:
+            meta, weights, env_steps = db.call(store.checkpoint_blob, model_id, version)
+        except Exception:
+            raise SystemExit(f"model {model_id}: no checkpoint {version}") from None
+    finally:
+        db.close()
+    return meta, weights, version, env_steps
+
+
+def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
+    from actors.checkpoints import policy_file, torchscript
+
+    meta, weights, version, env_steps = _checkpoint(cfg, args.model_id, args.version)
+    if args.format == "torchscript":
+        out = Path(args.out or f"model-{args.model_id}.pt")
+        torchscript(meta, weights).save(str(out))
+        print(f"wrote {out}: TorchScript, observations (batch, {meta['network']['obs_dim']})"
+              " -> greedy actions; load with torch.jit.load")  # fmt: skip
+    else:
+        out = Path(args.out or f"model-{args.model_id}.safetensors")
+        out.write_bytes(policy_file(meta, weights, version, env_steps))
+        print(f"wrote {out}: safetensors weights, described in its metadata")
+    return 0
+
+
+def cmd_visualize(cfg: Config, args: argparse.Namespace) -> int:
+    from actors.visualize import CannotRender, render_episodes, write
+
+    meta, weights, _, _ = _checkpoint(cfg, args.model_id, args.version)
+    try:
+        frames = render_episodes(meta, weights, episodes=max(1, args.episodes))
+        write(frames, Path(args.out))
+    except CannotRender as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"wrote {args.out}: {len(frames)} frames of {args.episodes} episode(s)")
     return 0
 
 
@@ -263,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_up(args, cfg)
         if args.command == "agent":
             return cmd_agent(cfg, args)
+        if args.command == "export":
+            return cmd_export(cfg, args)
+        if args.command == "visualize":
+            return cmd_visualize(cfg, args)
         if args.command == "train":
             from web.client import main_train
 

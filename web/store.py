@@ -322,6 +322,11 @@ def find_checkpoint(
     return CheckpointRef(model.seed, db.scalar(query), model.env_id)
 
 
+def newest_checkpoint_version(db: DbSession, model_id: int) -> int | None:
+    """For the command line, which has the database's own rights (no owner check)."""
+    return db.scalar(select(func.max(Checkpoint.version)).where(Checkpoint.model_id == model_id))
+
+
 def checkpoint_blob(db: DbSession, model_id: int, version: int) -> tuple[dict, bytes, int]:
     row = db.execute(
         select(Checkpoint.meta, Checkpoint.weights, Checkpoint.env_steps).where(

@@ -28,6 +28,7 @@ BROKER = web.AppKey("broker", AsyncBroker)
 TOPOLOGY = web.AppKey("topology", Topology)
 EVENTLOG = web.AppKey("eventlog", EventLog)
 POLICIES = web.AppKey("policies", PolicyCache)
+REPLAYS = web.AppKey("replays", dict)  # (model, version, episodes) -> GIF bytes
 THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 PUBLIC_PATHS = web.AppKey("public_paths", frozenset)
 

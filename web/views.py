@@ -10,7 +10,9 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from actors.checkpoints import policy_file
 from actors.registry import check_spec
+from actors.visualize import CannotRender, gif_bytes, render_episodes
 from broker.abc import BrokerUnavailable
 from schemas import api
 from schemas.messages import StartRun, StopRun
@@ -23,6 +25,7 @@ from web.typedefs import (
     DB,
     EVENTLOG,
     POLICIES,
+    REPLAYS,
     THROTTLE,
     TOPOLOGY,
     USER,
@@ -31,6 +34,7 @@ from web.typedefs import (
 
 BAD_CREDENTIALS = "invalid username or password"
 SSE_KEEPALIVE_S = 15.0
+REPLAY_CACHE_SIZE = 16
 
 
 def current_user(request: web.Request) -> CurrentUser:
@@ -239,10 +243,9 @@ async def loaded_policy(
     ref = await db.run(store.find_checkpoint, current_user(request).id, model_id, version)
     if ref is None:
         raise ApiError(404, "no such model", field="model_id")
-    if ref.version is None:
-        if version is not None:
-            raise ApiError(404, f"the run has no checkpoint {version}", field="checkpoint")
-        raise ApiError(409, "the run has no checkpoint yet", field="model_id")
+    if ref.version is None and version is not None:
+        raise ApiError(404, f"the run has no checkpoint {version}", field="checkpoint")
+    _require_checkpoint(ref, version)
     cache = request.app[POLICIES]
     loaded = cache.get(model_id, ref.version)
     if loaded is None:
@@ -275,6 +278,56 @@ async def test_model(request: web.Request) -> web.Response:
     except inference.CannotSetState as exc:
         raise ApiError(422, str(exc), field="observation") from None
     return envelope(dump(api.TestModelOut, result))
+
+
+async def download_checkpoint(request: web.Request) -> web.Response:
+    """The policy's weights as safetensors; the header metadata `runt` holds its JSON
+    description (algorithm, spaces, network, version, env steps)."""
+    model_id = path_id(request)
+    query = parse_query(request, api.CheckpointQuery)
+    db = request.app[DB]
+    ref = await db.run(store.find_checkpoint, current_user(request).id, model_id, query.version)
+    _require_checkpoint(ref, query.version)
+    meta, weights, env_steps = await db.run(store.checkpoint_blob, model_id, ref.version)
+    body = await asyncio.to_thread(policy_file, meta, weights, ref.version, env_steps)
+    name = f"runt-model-{model_id}-v{ref.version}.safetensors"
+    return web.Response(
+        body=body,
+        content_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+async def replay_gif(request: web.Request) -> web.Response:
+    """Greedy episodes of the newest (or named) checkpoint, rendered as a GIF."""
+    model_id = path_id(request)
+    query = parse_query(request, api.ReplayQuery)
+    db = request.app[DB]
+    ref = await db.run(store.find_checkpoint, current_user(request).id, model_id, query.version)
+    _require_checkpoint(ref, query.version)
+    key = (model_id, ref.version, query.episodes)
+    gifs = request.app[REPLAYS]
+    if key not in gifs:
+        meta, weights, _ = await db.run(store.checkpoint_blob, model_id, ref.version)
+        try:
+            frames = await asyncio.to_thread(
+                render_episodes, meta, weights, query.episodes, ref.model_seed, 2
+            )
+        except CannotRender as exc:
+            raise ApiError(422, str(exc), field="model_id") from None
+        gifs[key] = await asyncio.to_thread(gif_bytes, frames)
+        while len(gifs) > REPLAY_CACHE_SIZE:
+            gifs.pop(next(iter(gifs)))
+    return web.Response(body=gifs[key], content_type="image/gif")
+
+
+def _require_checkpoint(ref: store.CheckpointRef | None, version: int | None) -> None:
+    if ref is None:
+        raise ApiError(404, "no such model", field="model_id")
+    if ref.version is None:
+        if version is not None:
+            raise ApiError(404, f"the run has no checkpoint {version}", field="version")
+        raise ApiError(409, "the run has no checkpoint yet", field="model_id")
 
 
 # ---- service -----------------------------------------------------------------------------
