@@ -79,7 +79,13 @@ class ProcessChild:
 
     def terminate(self) -> None:
         if self.alive():
+            log.warning("%s: last output before SIGTERM: %s", self.ident, self.tail())
             self.proc.send_signal(signal.SIGTERM)
+
+    def tail(self, lines: int = 5) -> str:
+        self._stderr.seek(0)
+        text = self._stderr.read().decode(errors="replace").strip().splitlines()
+        return " | ".join(text[-lines:])
 
     def kill(self) -> None:
         if self.alive():

@@ -17,13 +17,14 @@ ACTORS: dict[str, dict[str, type[Actor]]] = {
 CONFIGS = {"dqn": DQNConfig}
 
 
-def check_spec(spec: RunSpec) -> None:
-    """Raise ValueError naming the field if the actors could not run this spec."""
+def check_spec(spec: RunSpec):
+    """The algorithm's config for this spec; ValueError naming the field if the actors
+    could not run it."""
     algorithm = spec.algorithm.lower()
     if algorithm not in ACTORS:
         available = ", ".join(sorted(ACTORS))
         raise ValueError(f"algorithm: {algorithm} is not available yet (available: {available})")
-    CONFIGS[algorithm].from_spec(spec)
+    return CONFIGS[algorithm].from_spec(spec)
 
 
 def make_actor(role: str, spec: RunSpec, bus, topology, **kwargs) -> Actor:

@@ -53,6 +53,10 @@ class RolloutWorker(Actor):
         self.steps_on_version = 0
         self.seq = 0
         self.max_steps_per_version = self._steps_per_version()
+        self.resumed_steps = self.spec.resume.env_steps if self.spec.resume else 0
+        # The version this worker starts acting with: 0 (built from the seed), or for a
+        # resumed run the first weights the trainer sends.
+        self.first_version: int | None = None if self.spec.resume else 0
 
         experience = self.topology.experience(self.run_id)
         weights = self.topology.weights(self.run_id, self.worker)
@@ -69,7 +73,9 @@ class RolloutWorker(Actor):
 
     @property
     def waiting_for_learner(self) -> bool:
-        if self.policy_version == 0:  # before learning starts, collect the warm-up data
+        if self.first_version is None:
+            return True  # a resumed run acts with the restored policy, never from scratch
+        if self.policy_version == self.first_version:  # learning has not started: warm up
             warmup = STEPS_AHEAD_SLACK * self.config.learning_starts / self.config.num_workers
             return self.env_steps > warmup
         return self.steps_on_version > self.max_steps_per_version
@@ -79,7 +85,8 @@ class RolloutWorker(Actor):
             self.bus.poll(0.005)
             return
         self.bus.poll(0)
-        total_steps = self.env_steps * self.config.num_workers  # the run's, approximately
+        # The run's steps, approximately (a resumed run continues its exploration schedule).
+        total_steps = self.env_steps * self.config.num_workers + self.resumed_steps
         epsilons = self.schedule.epsilons(self.actors, total_steps)
         actions = self.policy.act(self.collector.obs, epsilons, self.rng)
         transition, episodes = self.collector.step(actions)
@@ -127,6 +134,8 @@ class RolloutWorker(Actor):
             self.policy.load(bytes_to_state(arrays["safetensors"].tobytes()))
             self.policy_version = header.version
             self.steps_on_version = 0
+            if self.first_version is None:
+                self.first_version = header.version
 
     def finish(self) -> None:
         self.envs.close()

@@ -24,7 +24,7 @@ from actors.dqn import DQNConfig, DQNLearner, QPolicy
 from actors.envs import EnvSpaces, make_env
 from actors.evaluate import evaluate
 from actors.replay import Transition
-from broker.codec import decode_frame, encode_frame, state_to_bytes
+from broker.codec import bytes_to_state, decode_frame, encode_frame, state_to_bytes
 from schemas.messages import (
     BadMessage,
     CheckpointSaved,
@@ -32,6 +32,7 @@ from schemas.messages import (
     EpisodeFinished,
     EvaluationFinished,
     MetricsReported,
+    ResumeHeader,
     SamplesHeader,
     WeightsHeader,
     decode_message,
@@ -40,6 +41,8 @@ from schemas.messages import (
 log = logging.getLogger("runt.trainer")
 METRICS_EVERY_S = 2.0
 CHECKPOINT_EVERY_S = 30.0
+WEIGHTS_REPEAT_S = 1.0  # weights are sent again this often when no new version is due
+RESUME_TIMEOUT_S = 60.0
 
 
 class Trainer(Actor):
@@ -58,11 +61,17 @@ class Trainer(Actor):
         self.last_samples: SamplesHeader | None = None
         self.losses: dict[str, list[float]] = defaultdict(list)
         self.next_eval = self.config.eval_interval_updates
+        self.env_steps_offset = 0
         self.outcome: tuple[str, str] | None = None  # set when the trainer ends the run
         self.checkpoints = 0
         self.metrics_due = Every(METRICS_EVERY_S)
         self.checkpoint_due = Every(CHECKPOINT_EVERY_S)
         self.rate_mark = (time.monotonic(), 0, 0)  # time, env steps, updates
+
+        self.weights_sent_at = 0.0
+        if self.spec.resume is not None:
+            self.restore()
+        self.publish_weights()  # a resumed policy, or version 0 for late joiners
 
         samples = self.topology.samples(self.run_id)
         self.bus.declare(samples, self.topology.credit(self.run_id))
@@ -74,6 +83,35 @@ class Trainer(Actor):
         self.bus.declare(tap)
         self.bus.consume(tap, self.on_episode, prefetch=500)
         self.publish_status("running", f"{self.name} learning")
+
+    def restore(self, timeout: float = RESUME_TIMEOUT_S) -> None:
+        """Continue from the checkpoint on the run's resume queue: networks, optimiser,
+        update count and env steps, so training goes on instead of starting over."""
+        received: list[tuple[ResumeHeader, dict]] = []
+
+        def on_resume(delivery) -> None:
+            header, arrays = decode_frame(delivery.body)
+            if not isinstance(header, ResumeHeader):
+                raise BadMessage(f"{header.type} on the resume queue")
+            received.append((header, arrays))
+
+        queue = self.topology.resume(self.run_id)
+        self.bus.declare(queue)
+        self.bus.consume(queue, on_resume, prefetch=1)
+        deadline = time.monotonic() + timeout
+        while not received:
+            if time.monotonic() > deadline or self.stopping:
+                raise RuntimeError(f"no resume state arrived within {timeout:.0f} s")
+            self.bus.poll(0.2)
+        header, arrays = received[0]
+        self.learner.load_state(bytes_to_state(arrays["safetensors"].tobytes()))
+        self.env_steps_offset = header.env_steps
+        self.env_steps = header.env_steps
+        self.next_eval = self.learner.updates + self.config.eval_interval_updates
+        log.info(
+            "%s resumed from version %d (%d updates, %d env steps)",
+            self.name, header.version, self.learner.updates, header.env_steps,
+        )  # fmt: skip
 
     @property
     def stopping(self) -> bool:
@@ -92,7 +130,7 @@ class Trainer(Actor):
                 self.losses[name].append(value)
         self.frames += 1
         self.last_samples = header
-        self.env_steps = max(self.env_steps, header.env_steps)
+        self.env_steps = max(self.env_steps, self.env_steps_offset + header.env_steps)
         self.bus.publish(
             self.topology.data,
             self.topology.data_key(self.run_id, "credit"),
@@ -109,10 +147,11 @@ class Trainer(Actor):
     def step(self) -> None:
         updates_before = self.learner.updates
         self.bus.poll(0.01)
-        if self.learner.updates - self.version * self.config.weights_publish_interval >= (
-            self.config.weights_publish_interval
-        ):
+        due = self.learner.updates - self.version * self.config.weights_publish_interval
+        if due >= self.config.weights_publish_interval:
             self.publish_weights()
+        elif time.monotonic() - self.weights_sent_at > WEIGHTS_REPEAT_S:
+            self.publish_weights()  # again, for workers that joined (or restarted) since
         if self.learner.updates >= self.next_eval:
             self.next_eval += self.config.eval_interval_updates
             self.run_evaluation()
@@ -125,6 +164,7 @@ class Trainer(Actor):
 
     def publish_weights(self) -> None:
         self.version = self.learner.updates // self.config.weights_publish_interval
+        self.weights_sent_at = time.monotonic()
         blob = np.frombuffer(state_to_bytes(self.learner.policy_state()), dtype=np.uint8)
         self.bus.publish(
             self.topology.data,

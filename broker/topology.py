@@ -19,6 +19,7 @@ DELIVERY_LIMIT = 5  # deliveries of one message before it is dead-lettered
 RUN_QUEUE_EXPIRES_MS = 10 * 60 * 1000  # an unused run queue disappears after 10 min
 EXPERIENCE_MAX_LENGTH = 256  # experience frames waiting for the buffer
 SAMPLES_MAX_LENGTH = 64  # sample frames waiting for the trainer
+RESUME_EXPIRES_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,17 @@ class Topology:
             self.data,
             f"run.{run_id}.weights",
             **{"x-max-length": 1, "x-overflow": "drop-head"},
+        )
+
+    def resume(self, run_id: int) -> QueueSpec:
+        """The learner state a resumed run starts from: durable, so it waits for the
+        trainer across a broker restart; gone a day after the run stops using it."""
+        return QueueSpec(
+            name=f"{self.prefix}.run.{run_id}.resume",
+            exchange=self.data,
+            routing_keys=(f"run.{run_id}.resume",),
+            durable=True,
+            arguments={"x-expires": RESUME_EXPIRES_MS},
         )
 
     # ---- routing keys --------------------------------------------------------------------

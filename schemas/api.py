@@ -15,9 +15,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 ALGORITHMS = ("dqn", "ppo", "sac")
 STATUSES = ("queued", "running", "completed", "stopping", "stopped", "failed")
@@ -86,6 +88,10 @@ class TrainRequest(Request):
         None, allow_inf_nan=False, description="complete early when an evaluation mean reaches it"
     )
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    resume_from: PositiveId | None = Field(
+        None,
+        description="continue from this model's newest checkpoint (weights, optimiser, counters)",
+    )
     task_size_average: PositiveNumber | None = None
     task_comsumption_average: PositiveNumber | None = None
     task_time_average: PositiveNumber | None = None
@@ -156,6 +162,61 @@ class PageQuery(Request):
     page_size: int | None = Field(None, ge=1)
 
 
+FiniteNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class AssistantRequest(Request):
+    """Either a stored run (`model_id`) or a free description of one (RUNT's fields:
+    `algorithm`, `env_id`, `hyperparameters`, `rewards`); not both."""
+
+    model_id: PositiveId | None = Field(None, description="a run of yours to analyse")
+    algorithm: str | None = Field(None, description=f"one of {', '.join(ALGORITHMS)}")
+    env_id: str | None = Field(None, min_length=1, max_length=200, description="Gymnasium id")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    rewards: list[FiniteNumber] = Field(
+        default_factory=list, max_length=100_000, description="episode rewards, oldest first"
+    )
+    lang: Literal["en", "zh"] | None = Field(None, description="default: from Accept-Language")
+
+    @field_validator("hyperparameters", mode="before")
+    @classmethod
+    def _object(cls, value: Any) -> Any:
+        return _json_object(value)
+
+    @field_validator("rewards", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        """Form bodies carry the list as JSON text."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else []
+            except ValueError:
+                raise ValueError("must be a JSON list of numbers") from None
+        return value
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, value: str | None) -> str | None:
+        return None if value is None else TrainRequest._known_algorithm(value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AssistantRequest:
+        free = self.rewards or self.hyperparameters or self.algorithm or self.env_id
+        if self.model_id is not None and free:
+            raise _error_at(
+                "model_id", "give either model_id or algorithm/env_id/hyperparameters/rewards"
+            )
+        if self.model_id is None and not (self.rewards or self.hyperparameters):
+            raise _error_at("model_id", "give model_id, or hyperparameters and/or rewards")
+        return self
+
+
+def _error_at(field: str, message: str) -> ValidationError:
+    """A model-level rule's error, reported at the field a client should change."""
+    error = InitErrorDetails(type=PydanticCustomError("one_source", message), loc=(field,))
+    return ValidationError.from_exception_data("AssistantRequest", [error])
+
+
 # ---- responses -------------------------------------------------------------------------
 
 # The database stores naive UTC; answers always carry the zone.
@@ -204,6 +265,8 @@ class ModelSummary(BaseModel):
     target_episode: int
     current_episode: int
     stop_reward: float | None
+    resume_from: int | None = None
+    resume_version: int | None = None
     status: Status
     create_time: UtcDatetime
     update_time: UtcDatetime

@@ -39,6 +39,15 @@ class Message(BaseModel):
 # ---- the run specification ---------------------------------------------------------------
 
 
+class ResumeFrom(BaseModel):
+    """The checkpoint a run continues from; its state arrives on run.<id>.resume."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_id: int
+    version: int
+    env_steps: int = 0
+
+
 class RunSpec(BaseModel):
     """Everything the actors need to run a training run, as stored by the web service."""
 
@@ -56,6 +65,7 @@ class RunSpec(BaseModel):
     num_workers: int
     target_episode: int
     stop_reward: float | None = None
+    resume: ResumeFrom | None = None
 
 
 # ---- commands (exchange <prefix>.commands) -----------------------------------------------
@@ -199,6 +209,16 @@ class WeightsHeader(Message):
     version: int
 
 
+class ResumeHeader(Message):
+    """routing key run.<id>.resume; one array `safetensors`: the learner state to continue
+    from (networks, optimiser, counters). Durable until the run's trainer takes it."""
+
+    type: Literal["resume"] = "resume"
+    run_id: int
+    version: int
+    env_steps: int = 0
+
+
 class CreditGranted(Message):
     """routing key run.<id>.credit: the trainer has consumed `consumed` sample messages,
     so the buffer may have that many plus its window in flight (explicit backpressure)."""
@@ -219,7 +239,8 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 FrameHeader = Annotated[
-    ExperienceHeader | SamplesHeader | WeightsHeader | CreditGranted, Field(discriminator="type")
+    ExperienceHeader | SamplesHeader | WeightsHeader | ResumeHeader | CreditGranted,
+    Field(discriminator="type"),
 ]
 AnyMessage = Annotated[
     StartRun
@@ -234,6 +255,7 @@ AnyMessage = Annotated[
     | ExperienceHeader
     | SamplesHeader
     | WeightsHeader
+    | ResumeHeader
     | CreditGranted,
     Field(discriminator="type"),
 ]

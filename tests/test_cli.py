@@ -62,7 +62,7 @@ async def test_user_add_then_login_over_http_with_form_and_json(db_url):
     env = env_for(db_url, RUNT_SECRET_KEY=SECRET)
     upgraded = runt("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "revision 0002" in upgraded.stdout
+    assert "revision 0003" in upgraded.stdout
     added = runt("user", "add", "dana", "--password-stdin", env=env, stdin="s3cret-pass\n")
     assert added.returncode == 0, added.stderr
     assert "s3cret-pass" not in added.stdout + added.stderr

@@ -199,6 +199,17 @@ async def test_dqn_solves_cartpole_over_rabbitmq(api, agents, mysql_url):
     _, first = await api.post("/testmodel/", json={**trial, "checkpoint": first_version})
     assert first["data"]["total_reward"] < final["data"]["total_reward"] - 100, (first, final)
 
+    # Resumed, the next run starts where this one ended, not from a random policy.
+    resumed = {**run, "resume_from": model_id, "target_episode": 20, "stop_reward": None}
+    status, body = await api.post("/train/", json=resumed)
+    assert status == 201, body
+    model = await wait_for(api, body["id"], lambda m: m["status"] in TERMINAL, timeout=120)
+    assert model["status"] == "completed", model["status_reason"]
+    assert model["resume_from"] == model_id
+    resumed_rows = await all_episodes(api, body["id"])
+    resumed_first = sum(r["reward"] for r in resumed_rows[:10]) / 10
+    assert resumed_first >= 200 and resumed_first >= 5 * first, (resumed_first, first)
+
 
 async def test_a_failing_trainer_fails_the_run_with_its_error(api, agents):
     agents.start("solo")

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from schemas.api import ACTIVE_STATUSES, TrainRequest
-from schemas.messages import RunSpec
+from schemas.messages import ResumeFrom, RunSpec
 from web.tables import (
     Checkpoint,
     Evaluation,
@@ -101,6 +101,8 @@ MODEL_FIELDS = (
     "target_episode",
     "current_episode",
     "stop_reward",
+    "resume_from",
+    "resume_version",
     "status",
     "create_time",
     "update_time",
@@ -111,8 +113,12 @@ def model_summary(model: Model) -> dict[str, Any]:
     return {name: getattr(model, name) for name in MODEL_FIELDS}
 
 
-def create_model(db: DbSession, owner_id: int, req: TrainRequest, seed: int) -> Model:
+def create_model(
+    db: DbSession, owner_id: int, req: TrainRequest, seed: int, resume: ResumeFrom | None = None
+) -> Model:
     model = Model(
+        resume_from=resume.model_id if resume else None,
+        resume_version=resume.version if resume else None,
         owner_id=owner_id,
         name=req.name,
         algorithm=req.algorithm,
@@ -158,8 +164,8 @@ def spec_of(source: Model | TrainRequest, run_id: int, seed: int) -> RunSpec:
     )
 
 
-def run_spec(model: Model) -> RunSpec:
-    return spec_of(model, model.id, model.seed)
+def run_spec(model: Model, resume: ResumeFrom | None = None) -> RunSpec:
+    return spec_of(model, model.id, model.seed).model_copy(update={"resume": resume})
 
 
 def mark_failed(db: DbSession, model_id: int, reason: str) -> None:

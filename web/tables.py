@@ -97,6 +97,8 @@ class Model(Base):
     target_episode: Mapped[int]
     current_episode: Mapped[int] = mapped_column(default=0)
     stop_reward: Mapped[float | None] = mapped_column(Double)
+    resume_from: Mapped[int | None] = mapped_column(BigInteger)  # a model id
+    resume_version: Mapped[int | None]  # that model's checkpoint version
     status: Mapped[str] = mapped_column(String(16), default="queued")
     status_reason: Mapped[str | None] = mapped_column(Text)
     create_time: Mapped[datetime] = mapped_column(default=utcnow)

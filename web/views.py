@@ -8,14 +8,16 @@ import json
 import secrets
 from datetime import timedelta
 
+import numpy as np
 from aiohttp import web
 
 from actors.checkpoints import policy_file
 from actors.registry import check_spec
 from actors.visualize import CannotRender, gif_bytes, render_episodes
 from broker.abc import BrokerUnavailable
+from broker.codec import encode_frame
 from schemas import api
-from schemas.messages import StartRun, StopRun
+from schemas.messages import ResumeFrom, ResumeHeader, StartRun, StopRun
 from web import inference, store
 from web.auth import SESSION_COOKIE, new_token, token_digest, verify_password
 from web.http import ApiError, dump, envelope, parse_body, parse_query, path_id
@@ -100,7 +102,10 @@ async def train(request: web.Request) -> web.Response:
         field, _, message = str(exc).partition(": ")
         raise ApiError(400, message, field=field) from None
     db = request.app[DB]
-    model = await db.run(store.create_model, current_user(request).id, body, seed)
+    resume, resume_state = None, None
+    if body.resume_from is not None:
+        resume, resume_state = await resume_point(request, body)
+    model = await db.run(store.create_model, current_user(request).id, body, seed, resume)
     topology, broker = request.app[TOPOLOGY], request.app[BROKER]
     try:
         work = topology.agent_work()
@@ -108,8 +113,10 @@ async def train(request: web.Request) -> web.Response:
             # The durable work queue holds the command until an agent takes it, even if
             # no agent has ever run on this broker; without it the command is unroutable.
             await broker.declare(work)
+        if resume is not None:
+            await publish_resume_state(request, model.id, resume, resume_state)
         await broker.publish_message(
-            topology.commands, "run.start", StartRun(spec=store.run_spec(model))
+            topology.commands, "run.start", StartRun(spec=store.run_spec(model, resume))
         )
     except BrokerUnavailable as exc:
         reason = f"the broker was unreachable when the run was submitted ({exc})"
@@ -117,6 +124,41 @@ async def train(request: web.Request) -> web.Response:
         raise ApiError(503, "unavailable; the run was not started", field="broker") from None
     data = dump(api.TrainOut, {"id": model.id, "status": model.status})
     return envelope(data, "training run queued", status=201, id=model.id)
+
+
+async def resume_point(request: web.Request, body: api.TrainRequest) -> tuple[ResumeFrom, bytes]:
+    """The newest checkpoint of `resume_from`, checked against the new run's settings."""
+    db, source = request.app[DB], body.resume_from
+    ref = await db.run(store.find_checkpoint, current_user(request).id, source, None)
+    if ref is None:
+        raise ApiError(404, "no such model", field="resume_from")
+    if ref.version is None:
+        raise ApiError(409, "that run has no checkpoint to resume from", field="resume_from")
+    meta, weights, env_steps = await db.run(store.checkpoint_blob, source, ref.version)
+    if meta["algorithm"] != body.algorithm:
+        raise ApiError(
+            400, f"its checkpoint is {meta['algorithm']}, not {body.algorithm}", field="resume_from"
+        )
+    hidden = check_spec(store.spec_of(body, run_id=0, seed=0)).hidden
+    if list(hidden) != list(meta["network"]["hidden"]):
+        raise ApiError(
+            400,
+            f"must match the checkpoint's network {meta['network']['hidden']}",
+            field="hyperparameters.hidden",
+        )
+    return ResumeFrom(model_id=source, version=ref.version, env_steps=env_steps), weights
+
+
+async def publish_resume_state(
+    request: web.Request, run_id: int, resume: ResumeFrom, weights: bytes
+) -> None:
+    """The learner state goes on the run's own durable resume queue, not in the start
+    command: tensors stay out of control messages."""
+    topology, broker = request.app[TOPOLOGY], request.app[BROKER]
+    await broker.declare(topology.resume(run_id))
+    header = ResumeHeader(run_id=run_id, version=resume.version, env_steps=resume.env_steps)
+    frame = encode_frame(header, {"safetensors": np.frombuffer(weights, dtype=np.uint8)})
+    await broker.publish(topology.data, topology.data_key(run_id, "resume"), frame, persistent=True)
 
 
 async def stop_train(request: web.Request) -> web.Response:
