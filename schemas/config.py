@@ -69,6 +69,26 @@ class AuthConfig(_Section):
     login_window_seconds: float = Field(300, gt=0)
 
 
+class AssistantConfig(_Section):
+    """The training assistant's optional language model (an OpenAI-compatible endpoint)."""
+
+    llm_base_url: str = Field("", description="e.g. https://api.openai.com/v1; empty: no LLM")
+    llm_model: str = ""
+    llm_timeout_seconds: float = Field(20, gt=0, le=600)
+    llm_api_key_env: str = Field("RUNT_LLM_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (or be empty)")
+        return url
+
+    @property
+    def llm_enabled(self) -> bool:
+        return bool(self.llm_base_url and self.llm_model)
+
+
 class Config(_Section):
     secret_key: str = ""
     data_dir: Path = Path("~/.local/share/runt")
@@ -79,6 +99,7 @@ class Config(_Section):
     web: WebConfig = WebConfig()
     api: ApiConfig = ApiConfig()
     auth: AuthConfig = AuthConfig()
+    assistant: AssistantConfig = AssistantConfig()
 
     @field_validator("secret_key")
     @classmethod

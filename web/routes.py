@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from schemas import api
 from web import views
+from web.assistant.view import training_assistant
 from web.http import Handler
 
 
@@ -63,6 +64,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/models/{model_id}/events", views.model_events,
           "Live events of a run as server-sent events (episode, metrics, evaluation, status)",
           errors=(400, 404), enveloped=False, media_type="text/event-stream", tags=("runs",)),
+    Route("POST", "/trainingassistent/", training_assistant,
+          "Streamed advice on a run (Markdown as text/plain chunks, or SSE when asked)",
+          body=api.AssistantRequest, errors=(400, 404), enveloped=False,
+          media_type="text/plain", tags=("assistant",)),
     Route("GET", "/healthz", views.healthz, "Database and broker reachability",
           data=api.HealthOut, errors=(503,), public=True, tags=("service",)),
     Route("GET", "/openapi.json", views.openapi, "This API as an OpenAPI 3.1 document",
