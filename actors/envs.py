@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
+import actors.mec  # noqa: F401  (registers runt/MecOffload-v0)
 from actors.replay import Transition
 
 
