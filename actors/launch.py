@@ -163,6 +163,10 @@ class ThreadLauncher:
         from actors.registry import make_actor
 
         def target(stop_event: threading.Event) -> None:
+            import torch
+
+            # The intra-op thread count is per thread: set it here, not only in main.
+            torch.set_num_threads(1)
             actor = make_actor(
                 ident.role,
                 spec,

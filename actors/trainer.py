@@ -3,8 +3,8 @@
 It updates the learner on every minibatch it receives, grants the buffer credit for
 each frame, publishes new policy weights every `weights_publish_interval` updates with
 an increasing version, reports metrics every few seconds, evaluates the greedy policy
-every `eval_interval_updates` updates, and checkpoints after the first evaluation, every
-30 s and at the end.
+every `eval_interval_updates` updates, and checkpoints when it starts (the policy it
+begins with), every 30 s and at the end.
 It counts the run's training episodes from the episode events; when `target_episode`
 is reached, or an evaluation mean reaches `stop_reward`, it ends the run: final
 checkpoint, status `completed`, and a stop command that every actor of the run obeys.
@@ -72,6 +72,7 @@ class Trainer(Actor):
         if self.spec.resume is not None:
             self.restore()
         self.publish_weights()  # a resumed policy, or version 0 for late joiners
+        self.publish_checkpoint(final=False)  # the starting point, to compare against
 
         samples = self.topology.samples(self.run_id)
         self.bus.declare(samples, self.topology.credit(self.run_id))
@@ -198,8 +199,6 @@ class Trainer(Actor):
                 episodes=result.episodes,
             )
         )
-        if not self.checkpoints:  # an early checkpoint, to compare the final one against
-            self.publish_checkpoint(final=False)
         stop_reward = self.spec.stop_reward
         if stop_reward is not None and result.mean >= stop_reward and self.outcome is None:
             self.outcome = (

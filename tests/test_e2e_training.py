@@ -189,7 +189,7 @@ async def test_dqn_solves_cartpole_over_rabbitmq(api, agents, mysql_url):
             ).scalars()
         )
     engine.dispose()
-    assert finals >= 2  # one after the first evaluation, one at the end
+    assert finals >= 2  # one at the start, one at the end
     assert workers == {0, 1}
 
 
@@ -206,7 +206,8 @@ async def test_a_solved_policy_balances_from_a_given_start_and_resumes(api, agen
     rows = await all_episodes(api, model_id)
     fresh_first = sum(r["reward"] for r in rows[:10]) / 10
 
-    # The trained policy balances from a given start; the first checkpoint could not.
+    # The trained policy balances from a given start; the run's first checkpoint, the
+    # policy it started with, could not.
     trial = {"model_id": model_id, "observation": [0, 0, 0.05, 0], "steps": 500}
     status, final = await api.post("/testmodel/", json=trial)
     assert status == 200, final
