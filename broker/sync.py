@@ -103,6 +103,11 @@ class Bus:
         self._conn: kombu.Connection | None = None
         self._channel: Any = None  # for declarations and publishing
         self._producer: kombu.Producer | None = None
+        # Bulk data (transient publishes) goes over a second connection without publisher
+        # confirms: waiting for a confirm per experience frame halved a worker's speed,
+        # and losing such a frame is harmless by design.
+        self._bulk_conn: kombu.Connection | None = None
+        self._bulk_producer: kombu.Producer | None = None
         self._generation = 0  # +1 per connection; a delivery settles only on its own
         self._failures = 0
         self._retry_at = 0.0
@@ -207,6 +212,7 @@ class Bus:
 
     def close(self) -> None:
         """Close the connection; unacked deliveries go back to their queues."""
+        self._drop_bulk(release=True)
         if self._conn is not None:
             try:
                 self._conn.release()
@@ -244,8 +250,10 @@ class Bus:
         headers: dict[str, Any] | None = None,
     ) -> bool:
         """Publish `body`. Persistent: confirmed, retried across reconnects, True or
-        BrokerUnavailable. Transient: False (and counted in `dropped`) if the broker is
-        away right now."""
+        BrokerUnavailable. Transient: unconfirmed, False (and counted in `dropped`) if
+        the broker is away right now."""
+        if not persistent and not self.url.startswith("memory://"):
+            return self._publish_bulk(exchange, routing_key, body, content_type, headers)
         deadline = time.monotonic() + self.publish_timeout
         while True:
             if self._ensure_open():
@@ -270,6 +278,57 @@ class Bus:
                     f"within {self.publish_timeout:g} s"
                 )
             time.sleep(min(max(self._retry_at - time.monotonic(), 0.05), 1.0))
+
+    def _publish_bulk(
+        self,
+        exchange: ExchangeSpec,
+        routing_key: str,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, Any] | None,
+    ) -> bool:
+        if self._bulk_producer is None and not self._open_bulk():
+            self.dropped += 1
+            return False
+        try:
+            self._bulk_producer.publish(
+                body,
+                exchange=exchange.name,
+                routing_key=routing_key,
+                delivery_mode=1,
+                content_type=content_type,
+                content_encoding="binary",
+                headers=headers or {},
+            )
+        except (*self._errors, *self._channel_errors) as exc:
+            log.warning("%s: bulk publish failed (%s); reconnecting", self.name, exc)
+            self._drop_bulk()
+            self.dropped += 1
+            return False
+        return True
+
+    def _open_bulk(self) -> bool:
+        if not self._ensure_open() or time.monotonic() < self._retry_at:
+            return False  # the main connection declares the exchanges; wait for it
+        conn = kombu.Connection(self.url, heartbeat=0, connect_timeout=self.connect_timeout)
+        try:
+            conn.ensure_connection(max_retries=0)
+            self._bulk_conn, self._bulk_producer = conn, kombu.Producer(conn.channel())
+        except self._errors:
+            conn.collect()
+            return False
+        return True
+
+    def _drop_bulk(self, release: bool = False) -> None:
+        if self._bulk_conn is not None:
+            try:
+                if release:
+                    self._bulk_conn.release()
+                else:
+                    self._bulk_conn.collect()
+            except (*self._errors, *self._channel_errors):
+                self._bulk_conn.collect()
+        self._bulk_conn = self._bulk_producer = None
 
     def publish_message(
         self, exchange: ExchangeSpec, routing_key: str, msg: Message, persistent: bool = True
