@@ -120,10 +120,14 @@ def cmd_db_upgrade(cfg: Config) -> int:
 
 
 def cmd_web(cfg: Config, host: str | None, port: int | None) -> int:
+    import torch
     from aiohttp import web
 
     from web.app import init_app
 
+    # Inference runs small networks on a thread pool, several requests at a time: one
+    # intra-op thread each is faster than all of them sharing every core.
+    torch.set_num_threads(1)
     app = init_app(cfg)
     web.run_app(
         app,
@@ -297,10 +301,6 @@ def cmd_up(args: argparse.Namespace, base: Config) -> int:
     _ensure_admin(cfg)
     host = args.host or cfg.web.host
     port = args.port if args.port is not None else cfg.web.port
-    import torch
-
-    # The actors run as threads here; one torch thread each keeps them from fighting.
-    torch.set_num_threads(1)
     agent_stop = start_embedded_agent(cfg)
     print(f"runt is up: open http://{host}:{port}/  (data in {cfg.data_dir})", flush=True)
     try:
