@@ -125,8 +125,8 @@ def cmd_web(cfg: Config, host: str | None, port: int | None) -> int:
 
     from web.app import init_app
 
-    # Inference runs small networks on a thread pool, several requests at a time: one
-    # intra-op thread each is faster than all of them sharing every core.
+    # Small networks: one intra-op thread is faster than sharing every core (inference
+    # threads set it for themselves too; the setting is per thread).
     torch.set_num_threads(1)
     app = init_app(cfg)
     web.run_app(

@@ -15,6 +15,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from actors.checkpoints import ActingPolicy, policy_from_checkpoint
 from actors.envs import make_env
@@ -124,6 +125,8 @@ def run_episode(
     seed: int,
 ) -> dict[str, Any]:
     """Play up to `steps` steps; RUNT's answer shape plus totals."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)  # per thread: this runs on a pool thread, not in main
     env = make_env(loaded.env_id, loaded.env_params, seed=seed)
     rng = np.random.default_rng(seed)
     try:
