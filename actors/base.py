@@ -8,6 +8,7 @@ embedded mode), or when it decides the run is over itself (the trainer).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -15,6 +16,7 @@ import threading
 import time
 import traceback
 import uuid
+from typing import TYPE_CHECKING
 
 from broker.topology import Topology
 from schemas.logs import bind_run
@@ -27,6 +29,9 @@ from schemas.messages import (
     StopRun,
     decode_message,
 )
+
+if TYPE_CHECKING:  # the agent imports this module and must not pay for torch
+    from actors.algorithm import Algorithm
 
 log = logging.getLogger("runt.actor")
 
@@ -86,6 +91,14 @@ class Actor:
     @property
     def stopping(self) -> bool:
         return self.stop_event.is_set() or self.stop_request is not None
+
+    @functools.cached_property
+    def algorithm(self) -> Algorithm:
+        """The run's algorithm record. Imported here, not at the top: the registry
+        imports the actor classes."""
+        from actors.registry import algorithm_of
+
+        return algorithm_of(self.spec)
 
     def setup(self) -> None:
         """Declare queues, build what the actor needs."""

@@ -1,4 +1,5 @@
-"""The buffer: the run's replay memory between rollout workers and the trainer.
+"""The replay buffer actor (the `replay` path of DQN and SAC): the run's replay memory
+between rollout workers and the trainer. (PPO's on-policy buffer is actors/onpolicy.py.)
 
 Experience frames from every worker are inserted into a NumPy ring buffer; minibatches
 are sampled uniformly and sent to the trainer, several per frame. Two rules keep the
@@ -16,11 +17,10 @@ from collections import deque
 
 import numpy as np
 
+from actors.algorithm import EXPERIENCE_BATCH, EnvShape
 from actors.base import Actor
-from actors.dqn import DQNConfig
-from actors.envs import EnvSpaces, make_env
+from actors.envs import make_env
 from actors.replay import RateLimiter, ReplayBuffer, Transition
-from actors.rollout import EXPERIENCE_BATCH
 from broker.codec import decode_frame, encode_frame
 from schemas.messages import (
     BadMessage,
@@ -39,9 +39,9 @@ class Buffer(Actor):
     role = "buffer"
 
     def setup(self) -> None:
-        self.config = DQNConfig.from_spec(self.spec)
+        self.config = self.algorithm.config_of(self.spec)
         probe = make_env(self.spec.env_id, self.spec.env_params, seed=self.spec.seed)
-        spaces = EnvSpaces.from_env(probe)
+        spaces = EnvShape.of(probe).spaces
         probe.close()
         self.replay = ReplayBuffer(
             self.config.buffer_size,
@@ -72,9 +72,9 @@ class Buffer(Actor):
         cfg = self.config
         frame = cfg.batch_size * BATCHES_PER_FRAME
         insert_chunk = EXPERIENCE_BATCH + cfg.envs_per_worker
-        needed = (frame + insert_chunk * cfg.samples_per_insert) / 2 + 1
-        error_buffer = max(cfg.rate_error_buffer or 0.0, needed, cfg.samples_per_insert, 1.0)
-        return RateLimiter(cfg.samples_per_insert, cfg.learning_starts, error_buffer)
+        needed = (frame + insert_chunk * cfg.replay_ratio) / 2 + 1
+        error_buffer = max(cfg.rate_error_buffer or 0.0, needed, cfg.replay_ratio, 1.0)
+        return RateLimiter(cfg.replay_ratio, cfg.learning_starts, error_buffer)
 
     def on_experience(self, delivery) -> None:
         header, arrays = decode_frame(delivery.body)

@@ -2,41 +2,49 @@
 
 A checkpoint is safetensors bytes of the learner's full state (networks, optimiser,
 counters) plus a JSON `meta` (algorithm, env, network description). This module turns
-one into something that acts, for inference, export and visualisation.
+one into something that acts, for inference, export and visualisation, for every
+algorithm of the registry: its record says where the acting weights sit in the state
+(`policy_prefix`), how to rebuild the policy and how it acts.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 
-from actors.dqn import QPolicy
+from actors.algorithm import ActingPolicy, Algorithm
+from actors.registry import ALGORITHMS
 from broker.codec import bytes_to_state
 
-POLICY_PREFIX = {"dqn": "q_network."}
+__all__ = ["POLICY_PREFIX", "ActingPolicy", "policy_file", "policy_from_checkpoint"]
+
+POLICY_PREFIX = {name: algorithm.policy_prefix for name, algorithm in ALGORITHMS.items()}
 
 
-class ActingPolicy(Protocol):
-    def greedy(self, obs: np.ndarray) -> np.ndarray: ...
-
-    def act(self, obs: np.ndarray, epsilons, rng: np.random.Generator) -> np.ndarray: ...
+def algorithm_of(meta: dict[str, Any]) -> Algorithm:
+    algorithm = ALGORITHMS.get(meta["algorithm"])
+    if algorithm is None:
+        raise ValueError(f"checkpoints of {meta['algorithm']} cannot be loaded for acting")
+    return algorithm
 
 
 def policy_tensors(algorithm: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The acting network's weights out of a learner's full state."""
-    prefix = POLICY_PREFIX[algorithm]
-    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    return algorithm_of({"algorithm": algorithm}).policy_tensors(state)
+
+
+def loaded_policy(meta: dict[str, Any], weights: bytes):
+    """The algorithm's own policy object (QPolicy, PPOPolicy, SACPolicy) with the weights."""
+    algorithm = algorithm_of(meta)
+    state = bytes_to_state(weights)
+    return algorithm.policy_from_meta(meta["network"], algorithm.policy_tensors(state))
 
 
 def policy_from_checkpoint(meta: dict[str, Any], weights: bytes) -> ActingPolicy:
-    algorithm = meta["algorithm"]
-    if algorithm not in POLICY_PREFIX:
-        raise ValueError(f"checkpoints of {algorithm} cannot be loaded for acting yet")
-    state = bytes_to_state(weights)
-    return QPolicy.from_meta(meta["network"], policy_tensors(algorithm, state))
+    """`greedy(obs)` and `act(obs, epsilons, rng)`, whatever the algorithm."""
+    return algorithm_of(meta).acting_policy(loaded_policy(meta, weights))
 
 
 def public_meta(meta: dict[str, Any], version: int, env_steps: int) -> dict[str, Any]:
@@ -66,19 +74,8 @@ def policy_file(meta: dict[str, Any], weights: bytes, version: int, env_steps: i
     return save({k: v.contiguous() for k, v in tensors.items()}, metadata=described)
 
 
-class GreedyQ(torch.nn.Module):
-    """A Q-network that answers with the greedy action: what `runt export` writes."""
-
-    def __init__(self, network: torch.nn.Module):
-        super().__init__()
-        self.network = network
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.network(obs).argmax(dim=1)
-
-
 def torchscript(meta: dict[str, Any], weights: bytes) -> torch.jit.ScriptModule:
-    """A module that runs with plain torch: observations (batch, obs_dim) -> actions."""
-    policy = policy_from_checkpoint(meta, weights)
-    module = GreedyQ(policy.network).eval()
+    """A module that runs with plain torch: observations (batch, obs_dim) -> greedy
+    actions (DQN, PPO discrete: action indices; PPO Box, SAC: actions in the bounds)."""
+    module = algorithm_of(meta).greedy_module(loaded_policy(meta, weights)).eval()
     return torch.jit.script(module)

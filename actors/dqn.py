@@ -6,6 +6,8 @@ Roles (Acme's split of an agent):
   rollout workers and `state()` / `load_state()` for checkpoints (flat dicts of tensors,
   safetensors-compatible, no pickle).
 * `QPolicy` — epsilon-greedy batched inference for rollout workers and evaluation.
+* `DQN` — the algorithm record (actors/algorithm.py): the replay path, transitions
+  collected epsilon-greedily with the run's exploration schedule.
 
 References: Mnih et al. 2015 (DQN, target network, Huber loss), van Hasselt et al. 2016
 ("Deep Reinforcement Learning with Double Q-learning").
@@ -24,8 +26,15 @@ import torch
 import torch.nn.functional as F
 from pydantic import TypeAdapter, ValidationError
 
-from actors.envs import EnvSpaces
-from actors.explore import APEX_ALPHA, APEX_EPSILON, EpsilonSchedule, make_exploration
+from actors.algorithm import Algorithm, TransitionCollector
+from actors.envs import EnvSpaces, VectorCollector
+from actors.explore import (
+    APEX_ALPHA,
+    APEX_EPSILON,
+    EpsilonSchedule,
+    actor_ids,
+    make_exploration,
+)
 from actors.networks import QNetwork, build_q_network, network_from_meta
 from actors.replay import RateLimiter, Transition
 from schemas.messages import RunSpec
@@ -109,6 +118,11 @@ class DQNConfig:
     @property
     def num_actors(self) -> int:
         return self.num_workers * self.envs_per_worker
+
+    @property
+    def replay_ratio(self) -> float:
+        """Sampled per inserted transition."""
+        return self.samples_per_insert
 
     def rate_limiter(self, insert_chunk: int) -> RateLimiter:
         """The replay rate limiter, for inserts of `insert_chunk` transitions at a time."""
@@ -273,3 +287,46 @@ class QPolicy:
         explore = rng.random(len(obs)) < epsilons
         random_actions = rng.integers(self.n_actions, size=len(obs))
         return np.where(explore, random_actions, greedy_actions)
+
+
+class GreedyQ(torch.nn.Module):
+    """A Q-network that answers with the greedy action: what `runt export` writes."""
+
+    def __init__(self, network: QNetwork):
+        super().__init__()
+        self.network = network
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.network(obs).argmax(dim=1)
+
+
+def epsilon_greedy_collector(
+    config: DQNConfig,
+    policy: QPolicy,
+    vector: VectorCollector,
+    worker: int,
+    rng: np.random.Generator,
+) -> TransitionCollector:
+    """Transitions with this worker's epsilons after the run's env steps so far."""
+    schedule = config.exploration_schedule()
+    actors = actor_ids(worker, config.envs_per_worker)
+
+    def choose(obs: np.ndarray, run_steps: int) -> np.ndarray:
+        return policy.act(obs, schedule.epsilons(actors, run_steps), rng)
+
+    return TransitionCollector(vector, choose)
+
+
+DQN = Algorithm(
+    name="dqn",
+    config=DQNConfig,
+    buffer="replay",
+    action_kinds=("discrete",),
+    make_learner=lambda config, shape, seed: DQNLearner(config, shape.spaces, seed),
+    make_policy=lambda config, shape, seed: QPolicy.from_spaces(shape.spaces, config.hidden, seed),
+    make_collector=epsilon_greedy_collector,
+    policy_from_meta=QPolicy.from_meta,
+    policy_prefix="q_network.",
+    acting_policy=lambda policy: policy,  # QPolicy acts epsilon-greedily itself
+    greedy_module=lambda policy: GreedyQ(policy.network),
+)

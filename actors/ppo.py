@@ -8,8 +8,12 @@ Roles (Acme's split of an agent):
   clipped surrogate + value loss - entropy bonus. `policy_state()` (policy and value:
   workers compute GAE's values) for workers; `state()` / `load_state()` for checkpoints.
 
-Each `update` wants segments of the current policy version; the distributed trainer
-decides how much `policy_version` lag to accept (the ratio uses the acting `logp`).
+Each `update` wants segments of the current policy version. Over the broker that is the
+on-policy path (`PPO`, the algorithm record): every rollout worker sends one segment
+tagged with its `policy_version` (`SegmentCollector`), the on-policy buffer
+(actors/onpolicy.py) assembles one training batch from `num_workers` segments of the
+current version and drops stale ones, the learner updates once per batch and every
+worker gets the new version before it collects again.
 
 References: Schulman et al. 2017 ("Proximal Policy Optimization Algorithms"); Schulman et
 al. 2016 (GAE); Pardo et al. 2018 (time limits); defaults from stable-baselines3's PPO.
@@ -25,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from actors.algorithm import Algorithm, Collected, SampledActions
 from actors.envs import EnvSpaces, Episode, VectorCollector
 from actors.policies import (
     ActionBounds,
@@ -86,6 +91,11 @@ class PPOConfig:
         for name in ("gamma", "gae_lambda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{field_name(name)}: must be in [0, 1]")
+
+    @property
+    def weights_publish_interval(self) -> int:
+        """On-policy: every update is a new policy version, sent to every worker."""
+        return 1
 
     @property
     def rollout_size(self) -> int:
@@ -398,3 +408,64 @@ def collect_segment(
     last_obs = collector.obs
     arrays = {name: np.stack(values) for name, values in rows.items()}
     return Segment(**arrays, last_obs=last_obs, last_value=policy.value(last_obs)), episodes
+
+
+class SegmentCollector:
+    """The on-policy path's collector: each call is one `Segment` of `n_steps` steps of
+    every sub-environment with the worker's current policy (`collect_segment`)."""
+
+    def __init__(
+        self, vector: VectorCollector, policy: PPOPolicy, n_steps: int, rng: np.random.Generator
+    ):
+        self.vector, self.policy, self.n_steps, self.rng = vector, policy, n_steps, rng
+
+    def collect(self, run_steps: int) -> Collected:
+        segment, episodes = collect_segment(self.vector, self.policy, self.n_steps, self.rng)
+        return Collected(segment._asdict(), episodes, segment.env_steps)
+
+
+class GreedyActorCritic(torch.nn.Module):
+    """The most likely action, or the Gaussian mean clipped to the Box: what `runt
+    export` writes (the value network stays behind)."""
+
+    def __init__(self, policy: PPOPolicy):
+        super().__init__()
+        network = policy.network
+        self.body, self.head = network.policy_body, network.policy_head
+        bounds = network.bounds
+        self.discrete = bounds is None
+        low = torch.zeros(1) if bounds is None else torch.as_tensor(bounds.low)
+        high = torch.zeros(1) if bounds is None else torch.as_tensor(bounds.high)
+        self.register_buffer("low", low)
+        self.register_buffer("high", high)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.body(obs.reshape(obs.shape[0], -1).float()))
+        if self.discrete:
+            return out.argmax(dim=1)
+        return torch.maximum(torch.minimum(out, self.high), self.low)
+
+
+def sampled_env_actions(policy: PPOPolicy) -> SampledActions:
+    """Inference's sampled acting: Gaussian samples clipped, or categorical draws."""
+    return SampledActions(policy, lambda obs, rng: policy.env_actions(policy.act(obs, rng)[0]))
+
+
+PPO = Algorithm(
+    name="ppo",
+    config=PPOConfig,
+    buffer="on_policy",
+    action_kinds=("discrete", "box"),
+    make_learner=lambda config, shape, seed: PPOLearner(config, shape.spaces, seed, shape.bounds),
+    make_policy=lambda config, shape, seed: PPOPolicy.from_spaces(
+        shape.spaces, config.hidden, seed, shape.bounds
+    ),
+    make_collector=lambda config, policy, vector, worker, rng: SegmentCollector(
+        vector, policy, config.n_steps, rng
+    ),
+    policy_from_meta=PPOPolicy.from_meta,
+    policy_prefix="network.",
+    acting_policy=sampled_env_actions,
+    greedy_module=GreedyActorCritic,
+    segment_type=Segment,
+)

@@ -133,7 +133,9 @@ class RateLimiter:
         return self.inserts * self.samples_per_insert - self.samples
 
     def can_insert(self, n: int = 1) -> bool:
-        if self.inserts + n <= self.min_size_to_sample:
+        if self.inserts < self.min_size_to_sample:
+            # Warm-up: always, even a chunk that crosses the minimum (refusing it would
+            # block both sides for good when chunk * samples_per_insert > error_buffer).
             return True
         return self.lag + n * self.samples_per_insert <= self.max_lag
 

@@ -1,28 +1,40 @@
 """The rollout worker: plays the run's environments with the newest policy it has and
 ships what happened.
 
-Each step it acts on all of its sub-environments at once (one batched forward pass),
-with its own exploration (Ape-X fixed epsilons per actor, or an annealed schedule).
-Transitions go to the buffer in frames of `experience_batch`, tagged with the policy
-version that produced them; each finished episode is an `episode` event with this
-worker's id, incarnation and sequence number. New weights are picked up between steps,
-never waited for — except that a worker which has run `max_steps_per_version` steps
-ahead of the learner pauses briefly, so collection cannot starve the learner of CPU.
+What it collects is the algorithm's (actors/algorithm.py `Algorithm.make_collector`):
+- replay path (DQN, SAC): each step acts on all of its sub-environments at once (one
+  batched forward pass) with the algorithm's exploration (DQN: Ape-X fixed epsilons per
+  actor or an annealed schedule; SAC: uniform warm-up, then the actor's samples), and
+  ships transitions in frames of `EXPERIENCE_BATCH`, tagged with the policy version that
+  produced them. New weights are picked up between steps, never waited for — except
+  that a worker which has run `max_steps_per_version` steps ahead of the learner pauses
+  briefly, so collection cannot starve the learner of CPU.
+- on-policy path (PPO): collects one fixed-length segment with its current policy,
+  ships it tagged with that `policy_version`, then waits, without acting, until it holds
+  a newer version (the learner's next one). So in steady state no worker produces a
+  stale segment, and the buffer's stale count stays at the few a restart may cause.
+Each finished episode is an `episode` event with this worker's id, incarnation and
+sequence number.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from actors.algorithm import EXPERIENCE_BATCH, EnvShape
 from actors.base import Actor
-from actors.dqn import DQNConfig, QPolicy
-from actors.envs import EnvSpaces, VectorCollector, make_vector_env
-from actors.explore import actor_ids
-from actors.replay import Transition
+from actors.envs import VectorCollector, make_vector_env
 from broker.codec import bytes_to_state, decode_frame, encode_frame
-from schemas.messages import BadMessage, EpisodeFinished, ExperienceHeader, WeightsHeader
+from schemas.messages import (
+    BadMessage,
+    EpisodeFinished,
+    ExperienceHeader,
+    SegmentHeader,
+    WeightsHeader,
+)
 
-EXPERIENCE_BATCH = 32  # transitions per experience frame
+__all__ = ["EXPERIENCE_BATCH", "RolloutWorker", "worker_seed"]
+
 STEPS_AHEAD_SLACK = 4.0  # how far ahead of the learner's consumption a worker may run
 
 
@@ -35,28 +47,32 @@ class RolloutWorker(Actor):
     role = "rollout"
 
     def setup(self) -> None:
-        self.config = DQNConfig.from_spec(self.spec)
+        algorithm = self.algorithm
+        self.config = algorithm.config_of(self.spec)
+        self.on_policy = algorithm.buffer == "on_policy"
         seed = worker_seed(self.spec.seed, self.worker, self.incarnation)
         self.envs = make_vector_env(
             self.spec.env_id, self.spec.env_params, self.config.envs_per_worker, seed
         )
-        self.collector = VectorCollector(self.envs, seed)
-        spaces = EnvSpaces.from_env(self.envs)
+        vector = VectorCollector(self.envs, seed)
         # Built from the run seed, this is the learner's version 0: no waiting for weights.
-        self.policy = QPolicy.from_spaces(spaces, self.config.hidden, seed=self.spec.seed)
+        self.policy = algorithm.make_policy(self.config, EnvShape.of(self.envs), self.spec.seed)
         self.policy_version = 0
-        self.schedule = self.config.exploration_schedule()
-        self.actors = actor_ids(self.worker, self.config.envs_per_worker)
         self.rng = np.random.default_rng(seed)
-        self.pending: list[Transition] = []
+        self.collector = algorithm.make_collector(
+            self.config, self.policy, vector, self.worker, self.rng
+        )
         self.env_steps = 0
         self.steps_on_version = 0
+        self.shipped_version = -1  # on-policy: the version of the last segment sent
         self.seq = 0
         self.max_steps_per_version = self._steps_per_version()
         self.resumed_steps = self.spec.resume.env_steps if self.spec.resume else 0
-        # The version this worker starts acting with: 0 (built from the seed), or for a
-        # resumed run the first weights the trainer sends.
-        self.first_version: int | None = None if self.spec.resume else 0
+        # The version this worker starts acting with: 0 (built from the seed), or the
+        # first weights the trainer sends: for a resumed run, and for a restarted
+        # on-policy worker (a segment of version 0 would only be dropped as stale).
+        restarted_on_policy = self.on_policy and self.incarnation > 0
+        self.first_version: int | None = None if self.spec.resume or restarted_on_policy else 0
 
         experience = self.topology.experience(self.run_id)
         weights = self.topology.weights(self.run_id, self.worker)
@@ -65,16 +81,21 @@ class RolloutWorker(Actor):
         self.publish_status("running", f"{self.name} collecting")
 
     def _steps_per_version(self) -> float:
-        """Env steps one worker may take per weights version: what the learner consumes
-        between two publications at the configured replay ratio, with some slack."""
+        """Replay path: env steps one worker may take per weights version, what the
+        learner consumes between two publications at the configured replay ratio, with
+        some slack."""
+        if self.on_policy:
+            return float("inf")
         cfg = self.config
-        per_version = cfg.weights_publish_interval * cfg.batch_size / cfg.samples_per_insert
+        per_version = cfg.weights_publish_interval * cfg.batch_size / cfg.replay_ratio
         return STEPS_AHEAD_SLACK * per_version / cfg.num_workers
 
     @property
     def waiting_for_learner(self) -> bool:
         if self.first_version is None:
             return True  # a resumed run acts with the restored policy, never from scratch
+        if self.on_policy:  # one segment per version
+            return self.policy_version <= self.shipped_version
         if self.policy_version == self.first_version:  # learning has not started: warm up
             warmup = STEPS_AHEAD_SLACK * self.config.learning_starts / self.config.num_workers
             return self.env_steps > warmup
@@ -86,13 +107,11 @@ class RolloutWorker(Actor):
             return
         self.bus.poll(0)
         # The run's steps, approximately (a resumed run continues its exploration schedule).
-        total_steps = self.env_steps * self.config.num_workers + self.resumed_steps
-        epsilons = self.schedule.epsilons(self.actors, total_steps)
-        actions = self.policy.act(self.collector.obs, epsilons, self.rng)
-        transition, episodes = self.collector.step(actions)
-        self.env_steps += self.collector.num_envs
-        self.steps_on_version += self.collector.num_envs
-        self.pending.append(transition)
+        run_steps = self.env_steps * self.config.num_workers + self.resumed_steps
+        version = self.policy_version  # what acted, even if new weights arrive meanwhile
+        arrays, episodes, env_steps = self.collector.collect(run_steps)
+        self.env_steps += env_steps
+        self.steps_on_version += env_steps
         for episode in episodes:
             self.publish_event(
                 EpisodeFinished(
@@ -103,34 +122,35 @@ class RolloutWorker(Actor):
                     reward=episode.reward,
                     length=episode.length,
                     env_steps=self.env_steps,
-                    policy_version=self.policy_version,
+                    policy_version=version,
                 )
             )
             self.seq += 1
-        if len(self.pending) * self.collector.num_envs >= EXPERIENCE_BATCH:
-            self.ship_experience()
+        if arrays is not None:
+            self.ship(arrays, version)
 
-    def ship_experience(self) -> None:
-        batch = Transition.concatenate(self.pending)
-        self.pending = []
-        header = ExperienceHeader(
-            run_id=self.run_id,
-            worker=self.worker,
-            incarnation=self.incarnation,
-            policy_version=self.policy_version,
-            env_steps=self.env_steps,
-        )
+    def ship(self, arrays: dict[str, np.ndarray], version: int) -> None:
+        """A frame of transitions (replay) or one segment (on-policy) to the buffer."""
+        fields = {
+            "run_id": self.run_id,
+            "worker": self.worker,
+            "incarnation": self.incarnation,
+            "policy_version": version,
+            "env_steps": self.env_steps,
+        }
+        header = SegmentHeader(**fields) if self.on_policy else ExperienceHeader(**fields)
+        self.shipped_version = version
         self.bus.publish(
             self.topology.data,
             self.topology.data_key(self.run_id, "experience"),
-            encode_frame(header, batch._asdict()),
+            encode_frame(header, arrays),
         )
 
     def on_weights(self, delivery) -> None:
         header, arrays = decode_frame(delivery.body)
         if not isinstance(header, WeightsHeader):
             raise BadMessage(f"{header.type} on a weights queue")
-        if header.version > self.policy_version:
+        if header.version > self.policy_version or self.first_version is None:
             self.policy.load(bytes_to_state(arrays["safetensors"].tobytes()))
             self.policy_version = header.version
             self.steps_on_version = 0

@@ -10,6 +10,9 @@ Data: SAC learns from the replay buffer's `Transition` batches (actors/replay.py
 them to the actor's [-1, 1] scale with the action bounds. Rollout workers act with
 `SACPolicy` (loaded from `policy_state()`, the actor only) and, until `learning_starts`
 transitions exist, uniformly at random (stable-baselines3's warm-up).
+
+`SAC` is the algorithm record (actors/algorithm.py): the replay path, as DQN, with
+float32 Box actions.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from actors.envs import EnvSpaces
+from actors.algorithm import Algorithm, SampledActions, TransitionCollector
+from actors.envs import EnvSpaces, VectorCollector
 from actors.policies import (
     ActionBounds,
     SquashedGaussianActor,
@@ -307,3 +311,52 @@ class SACPolicy:
         with torch.inference_mode():
             mean, _ = self.actor(torch.as_tensor(obs))
         return self.bounds.from_unit(torch.tanh(mean).numpy())
+
+
+class GreedySquashed(torch.nn.Module):
+    """tanh of the actor's mean, rescaled to the Box: what `runt export` writes."""
+
+    def __init__(self, policy: SACPolicy):
+        super().__init__()
+        self.body, self.mean_head = policy.actor.body, policy.actor.mean_head
+        self.register_buffer("low", torch.as_tensor(policy.bounds.low))
+        self.register_buffer("high", torch.as_tensor(policy.bounds.high))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        unit = torch.tanh(self.mean_head(self.body(obs.reshape(obs.shape[0], -1).float())))
+        return self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
+
+
+def warm_up_collector(
+    config: SACConfig,
+    policy: SACPolicy,
+    vector: VectorCollector,
+    worker: int,
+    rng: np.random.Generator,
+) -> TransitionCollector:
+    """Transitions of uniform random actions until the run has `learning_starts` env
+    steps (the serial loop's warm-up), then of actions sampled from the actor."""
+
+    def choose(obs: np.ndarray, run_steps: int) -> np.ndarray:
+        if run_steps < config.learning_starts:
+            return policy.random(len(obs), rng)
+        return policy.act(obs, rng)
+
+    return TransitionCollector(vector, choose)
+
+
+SAC = Algorithm(
+    name="sac",
+    config=SACConfig,
+    buffer="replay",
+    action_kinds=("box",),
+    make_learner=lambda config, shape, seed: SACLearner(config, shape.spaces, seed, shape.bounds),
+    make_policy=lambda config, shape, seed: SACPolicy.from_spaces(
+        shape.spaces, config.hidden, seed, shape.bounds
+    ),
+    make_collector=warm_up_collector,
+    policy_from_meta=SACPolicy.from_meta,
+    policy_prefix="actor.",
+    acting_policy=lambda policy: SampledActions(policy, policy.act),
+    greedy_module=GreedySquashed,
+)

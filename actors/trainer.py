@@ -1,10 +1,12 @@
-"""The trainer: learns from the buffer's sample frames and is the run's clock.
+"""The trainer: learns from what the buffer sends and is the run's clock.
 
-It updates the learner on every minibatch it receives, grants the buffer credit for
-each frame, publishes new policy weights every `weights_publish_interval` updates with
-an increasing version, reports metrics every few seconds, evaluates the greedy policy
-every `eval_interval_updates` updates, and checkpoints when it starts (the policy it
-begins with), every 30 s and at the end.
+The learner is the algorithm's (actors/algorithm.py). On the replay path it updates on
+every minibatch of a `samples` frame and grants the buffer credit for each frame; on the
+on-policy path it updates once on each training batch (the segments of one policy
+version). It publishes new policy weights every `weights_publish_interval` updates
+(on-policy: after every update) with an increasing version, reports metrics every few
+seconds, evaluates the greedy policy every `eval_interval_updates` updates, and
+checkpoints when it starts (the policy it begins with), every 30 s and at the end.
 It counts the run's training episodes from the episode events; when `target_episode`
 is reached, or an evaluation mean reaches `stop_reward`, it ends the run: final
 checkpoint, status `completed`, and a stop command that every actor of the run obeys.
@@ -19,9 +21,9 @@ from collections import defaultdict
 
 import numpy as np
 
+from actors.algorithm import EnvShape
 from actors.base import Actor, Every
-from actors.dqn import DQNConfig, DQNLearner, QPolicy
-from actors.envs import EnvSpaces, make_env
+from actors.envs import make_env
 from actors.evaluate import evaluate
 from actors.replay import Transition
 from broker.codec import bytes_to_state, decode_frame, encode_frame, state_to_bytes
@@ -34,6 +36,7 @@ from schemas.messages import (
     MetricsReported,
     ResumeHeader,
     SamplesHeader,
+    TrainingBatchHeader,
     WeightsHeader,
     decode_message,
 )
@@ -49,16 +52,16 @@ class Trainer(Actor):
     role = "trainer"
 
     def setup(self) -> None:
-        self.config = DQNConfig.from_spec(self.spec)
+        self.config = self.algorithm.config_of(self.spec)
         probe = make_env(self.spec.env_id, self.spec.env_params, seed=self.spec.seed)
-        self.spaces = EnvSpaces.from_env(probe)
+        self.shape = EnvShape.of(probe)
         probe.close()
-        self.learner = DQNLearner(self.config, self.spaces, seed=self.spec.seed)
+        self.learner = self.algorithm.make_learner(self.config, self.shape, self.spec.seed)
         self.version = 0
         self.frames = 0
         self.episodes: set[tuple[int, int, int]] = set()
         self.env_steps = 0
-        self.last_samples: SamplesHeader | None = None
+        self.last_samples: SamplesHeader | TrainingBatchHeader | None = None
         self.losses: dict[str, list[float]] = defaultdict(list)
         self.next_eval = self.config.eval_interval_updates
         self.env_steps_offset = 0
@@ -122,21 +125,47 @@ class Trainer(Actor):
 
     def on_samples(self, delivery) -> None:
         header, arrays = decode_frame(delivery.body)
-        if not isinstance(header, SamplesHeader):
+        if isinstance(header, SamplesHeader):
+            self.learn_from_samples(header, arrays)
+        elif isinstance(header, TrainingBatchHeader):
+            self.learn_from_batch(header, arrays)
+        else:
             raise BadMessage(f"{header.type} on the samples queue")
-        frame = Transition(**{name: arrays[name] for name in Transition._fields})
-        for minibatch in np.array_split(np.arange(frame.batch_size), header.batches):
-            metrics = self.learner.update(Transition(*(field[minibatch] for field in frame)))
-            for name, value in metrics.items():
-                self.losses[name].append(value)
-        self.frames += 1
         self.last_samples = header
         self.env_steps = max(self.env_steps, self.env_steps_offset + header.env_steps)
+
+    def learn_from_samples(self, header: SamplesHeader, arrays: dict) -> None:
+        """Replay path: one update per minibatch of the frame, then credit for it."""
+        frame = Transition(**{name: arrays[name] for name in Transition._fields})
+        for minibatch in np.array_split(np.arange(frame.batch_size), header.batches):
+            self.record(self.learner.update(Transition(*(field[minibatch] for field in frame))))
+        self.frames += 1
         self.bus.publish(
             self.topology.data,
             self.topology.data_key(self.run_id, "credit"),
             CreditGranted(run_id=self.run_id, consumed=self.frames).encode(),
         )
+
+    def learn_from_batch(self, header: TrainingBatchHeader, arrays: dict) -> None:
+        """On-policy path: one update on the batch's segments, if they were played by
+        the policy the learner has now (anything else would be off-policy data)."""
+        if header.policy_version != self.learner.updates:
+            log.warning(
+                "dropping a batch of version %d: the learner is at %d",
+                header.policy_version, self.learner.updates,
+            )  # fmt: skip
+            return
+        make_segment = self.algorithm.segment_type
+        segments = [
+            make_segment(**{name: array[i] for name, array in arrays.items()})
+            for i in range(header.segments)
+        ]
+        self.record(self.learner.update(segments))
+        self.frames += 1
+
+    def record(self, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self.losses[name].append(value)
 
     def on_episode(self, delivery) -> None:
         event = decode_message(delivery.body)
@@ -176,7 +205,9 @@ class Trainer(Actor):
         )
 
     def run_evaluation(self) -> None:
-        policy = QPolicy.from_meta(self.learner.network_meta(), self.learner.policy_state())
+        policy = self.algorithm.policy_from_meta(
+            self.learner.network_meta(), self.learner.policy_state()
+        )
         result = evaluate(
             policy,
             self.spec.env_id,
@@ -221,16 +252,29 @@ class Trainer(Actor):
             "charts/updates_per_s": (updates - updates_then) / elapsed,
             "charts/policy_version": float(self.version),
         }
-        if self.last_samples is not None:
-            header = self.last_samples
-            values["charts/policy_lag"] = float(self.version - header.experience_version)
-            values["charts/replay_ratio"] = header.sampled / max(header.inserted, 1)
-            values["buffer/size"] = float(header.buffer_size)
-            values["buffer/dropped"] = float(header.dropped)
-        schedule = self.config.exploration_schedule()
-        if hasattr(schedule, "value"):
-            values["charts/epsilon"] = float(schedule.value(steps))
+        values |= self.buffer_metrics()
+        if hasattr(self.config, "exploration_schedule"):  # DQN's epsilon
+            schedule = self.config.exploration_schedule()
+            if hasattr(schedule, "value"):
+                values["charts/epsilon"] = float(schedule.value(steps))
         self.publish_event(MetricsReported(run_id=self.run_id, env_steps=steps, values=values))
+
+    def buffer_metrics(self) -> dict[str, float]:
+        """The buffer's counters, as the last frame from it carried them."""
+        header = self.last_samples
+        if isinstance(header, SamplesHeader):
+            return {
+                "charts/policy_lag": float(self.version - header.experience_version),
+                "charts/replay_ratio": header.sampled / max(header.inserted, 1),
+                "buffer/size": float(header.buffer_size),
+                "buffer/dropped": float(header.dropped),
+            }
+        if isinstance(header, TrainingBatchHeader):
+            return {  # lag: versions between the batch's policy and the one it updated
+                "charts/policy_lag": float(self.version - 1 - header.policy_version),
+                "buffer/stale_segments": float(header.stale),
+            }
+        return {}
 
     def publish_checkpoint(self, final: bool) -> None:
         self.checkpoints += 1
@@ -242,13 +286,13 @@ class Trainer(Actor):
                 episode=len(self.episodes),
                 final=final,
                 meta={
-                    "algorithm": "dqn",
+                    "algorithm": self.algorithm.name,
                     "env_id": self.spec.env_id,
                     "env_params": self.spec.env_params,
                     "network": self.learner.network_meta(),
                     "policy_version": self.version,
                     "updates": self.learner.updates,
-                    "format": "safetensors; policy weights under q_network.*",
+                    "format": f"safetensors; policy weights under {self.algorithm.policy_prefix}*",
                 },
                 weights=state_to_bytes(self.learner.state()),
             )

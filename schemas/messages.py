@@ -185,6 +185,19 @@ class ExperienceHeader(Message):
     env_steps: int = 0
 
 
+class SegmentHeader(Message):
+    """routing key run.<id>.experience, on-policy algorithms (PPO): one fixed-length
+    segment of a rollout worker, arrays as the fields of `actors.ppo.Segment`
+    (time-major, (T, N, ...)), all played by `policy_version`."""
+
+    type: Literal["segment"] = "segment"
+    run_id: int
+    worker: int
+    incarnation: int = 0
+    policy_version: int
+    env_steps: int = Field(0, description="the worker's env steps so far")
+
+
 class SamplesHeader(Message):
     """routing key run.<id>.samples; arrays as in experience, `batches` minibatches stacked.
     Also carries the buffer's counters, so the trainer reports one set of metrics."""
@@ -199,6 +212,21 @@ class SamplesHeader(Message):
     dropped: int = 0
     env_steps: int = Field(0, description="env steps of all workers, as the buffer has seen")
     experience_version: int = Field(0, description="policy version of the newest experience")
+
+
+class TrainingBatchHeader(Message):
+    """routing key run.<id>.samples, on-policy algorithms: the `segments` segments of one
+    policy version the learner updates on, each `Segment` array stacked on a new first
+    axis. Carries the buffer's counters too (`stale`: segments dropped for coming from
+    an older version than the current one)."""
+
+    type: Literal["batch"] = "batch"
+    run_id: int
+    seq: int
+    policy_version: int
+    segments: int
+    stale: int = 0
+    env_steps: int = Field(0, description="env steps of all workers, as the buffer has seen")
 
 
 class WeightsHeader(Message):
@@ -239,7 +267,13 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 FrameHeader = Annotated[
-    ExperienceHeader | SamplesHeader | WeightsHeader | ResumeHeader | CreditGranted,
+    ExperienceHeader
+    | SegmentHeader
+    | SamplesHeader
+    | TrainingBatchHeader
+    | WeightsHeader
+    | ResumeHeader
+    | CreditGranted,
     Field(discriminator="type"),
 ]
 AnyMessage = Annotated[
@@ -253,7 +287,9 @@ AnyMessage = Annotated[
     | CheckpointSaved
     | Heartbeat
     | ExperienceHeader
+    | SegmentHeader
     | SamplesHeader
+    | TrainingBatchHeader
     | WeightsHeader
     | ResumeHeader
     | CreditGranted,

@@ -168,6 +168,44 @@ async def test_bad_train_requests_are_400s_naming_the_field(alice: Api, body, fi
 
 
 @pytest.mark.parametrize(
+    ("body", "field", "says"),
+    [
+        (
+            {**RUN, "env_id": "NoSuchEnvironment-v0"},
+            "env_id",
+            "Environment `NoSuchEnvironment` doesn't exist",
+        ),
+        (
+            {**RUN, "env_params": {"gravity_x": 9.8}},
+            "env_params",
+            "unexpected keyword argument 'gravity_x'",
+        ),
+        (
+            {**RUN, "env_id": "runt/MecOffload-v0", "env_params": {"n_UE": 0}},
+            "env_params",
+            "n_UE: must be at least 1",
+        ),
+        ({**RUN, "env_id": "Pendulum-v1"}, "algorithm", "dqn cannot act in Pendulum-v1"),
+        ({**RUN, "algorithm": "sac"}, "algorithm", "sac cannot act in CartPole-v1"),
+    ],
+)
+async def test_environments_are_made_once_and_their_errors_are_400s(alice: Api, body, field, says):
+    status, answer = await alice.post("/train/", json=body)
+    assert status == 400, answer
+    assert answer["data"]["field"] == field
+    assert answer["message"].startswith(f"{field}:") and says in answer["message"]
+    _, listing = await alice.get("/models/")
+    assert listing["data"]["total"] == 0
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "sac"])
+async def test_continuous_control_runs_are_accepted(alice: Api, algorithm):
+    model_id = await create(alice, algorithm=algorithm, env_id="Pendulum-v1")
+    _, detail = await alice.get(f"/models/{model_id}/")
+    assert detail["data"]["algorithm"] == algorithm
+
+
+@pytest.mark.parametrize(
     ("raw", "message"),
     [
         ("{not json", "body: not valid JSON"),

@@ -89,6 +89,16 @@ def test_sampling_waits_for_the_minimum_size_while_inserts_are_free():
     assert limiter.can_sample(64)
 
 
+def test_a_chunk_that_crosses_the_minimum_size_is_inserted():
+    # 96 + 32 inserts owe more samples than the slack allows; refusing them would leave
+    # sampling waiting for the minimum size forever (SAC: ratio 256, frames of 32).
+    limiter = RateLimiter(samples_per_insert=256, min_size_to_sample=100, error_buffer=4737)
+    limiter.inserted(96)
+    assert limiter.can_insert(32)
+    limiter.inserted(32)
+    assert limiter.can_sample(1024) and not limiter.can_insert(1)
+
+
 def test_sampling_blocks_when_ahead_of_the_ratio():
     limiter = RateLimiter(samples_per_insert=2, min_size_to_sample=10, error_buffer=8)
     limiter.inserted(10)  # stage 2 begins; 8 samples of slack below the ratio
