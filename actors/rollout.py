@@ -22,12 +22,13 @@ from __future__ import annotations
 import numpy as np
 
 from actors.algorithm import EXPERIENCE_BATCH, EnvShape
-from actors.base import Actor
+from actors.base import Actor, Every
 from actors.envs import VectorCollector, make_vector_env
 from broker.codec import bytes_to_state, decode_frame, encode_frame
 from schemas.messages import (
     BadMessage,
-    EpisodeFinished,
+    EpisodeRecord,
+    EpisodesFinished,
     ExperienceHeader,
     SegmentHeader,
     WeightsHeader,
@@ -36,6 +37,8 @@ from schemas.messages import (
 __all__ = ["EXPERIENCE_BATCH", "RolloutWorker", "worker_seed"]
 
 STEPS_AHEAD_SLACK = 4.0  # how far ahead of the learner's consumption a worker may run
+EPISODES_EVERY_S = 0.25  # finished episodes are reported together this often
+EPISODES_PER_EVENT = 256  # or as soon as this many are waiting
 
 
 def worker_seed(run_seed: int, worker: int, incarnation: int) -> int:
@@ -66,6 +69,8 @@ class RolloutWorker(Actor):
         self.steps_on_version = 0
         self.shipped_version = -1  # on-policy: the version of the last segment sent
         self.seq = 0
+        self.finished: list[EpisodeRecord] = []
+        self.episodes_due = Every(EPISODES_EVERY_S)
         self.max_steps_per_version = self._steps_per_version()
         self.resumed_steps = self.spec.resume.env_steps if self.spec.resume else 0
         # The version this worker starts acting with: 0 (built from the seed), or the
@@ -113,11 +118,8 @@ class RolloutWorker(Actor):
         self.env_steps += env_steps
         self.steps_on_version += env_steps
         for episode in episodes:
-            self.publish_event(
-                EpisodeFinished(
-                    run_id=self.run_id,
-                    worker=self.worker,
-                    incarnation=self.incarnation,
+            self.finished.append(
+                EpisodeRecord(
                     seq=self.seq,
                     reward=episode.reward,
                     length=episode.length,
@@ -126,8 +128,23 @@ class RolloutWorker(Actor):
                 )
             )
             self.seq += 1
+        if len(self.finished) >= EPISODES_PER_EVENT or self.episodes_due():
+            self.report_episodes()
         if arrays is not None:
             self.ship(arrays, version)
+
+    def report_episodes(self) -> None:
+        """The episodes finished since the last report, as one confirmed event."""
+        if self.finished:
+            self.publish_event(
+                EpisodesFinished(
+                    run_id=self.run_id,
+                    worker=self.worker,
+                    incarnation=self.incarnation,
+                    episodes=self.finished,
+                )
+            )
+            self.finished = []
 
     def ship(self, arrays: dict[str, np.ndarray], version: int) -> None:
         """A frame of transitions (replay) or one segment (on-policy) to the buffer."""
@@ -158,4 +175,5 @@ class RolloutWorker(Actor):
                 self.first_version = header.version
 
     def finish(self) -> None:
+        self.report_episodes()
         self.envs.close()

@@ -39,6 +39,7 @@ from schemas.messages import (
     TrainingBatchHeader,
     WeightsHeader,
     decode_message,
+    expand_episodes,
 )
 
 log = logging.getLogger("runt.trainer")
@@ -82,7 +83,7 @@ class Trainer(Actor):
         self.bus.consume(samples, self.on_samples, prefetch=2)
         tap = self.topology.event_tap(
             f"trainer-{self.run_id}-{uuid.uuid4().hex[:8]}",
-            self.topology.event_key(self.run_id, "episode"),
+            self.topology.event_key(self.run_id, "episodes"),
         )
         self.bus.declare(tap)
         self.bus.consume(tap, self.on_episode, prefetch=500)
@@ -168,9 +169,9 @@ class Trainer(Actor):
             self.losses[name].append(value)
 
     def on_episode(self, delivery) -> None:
-        event = decode_message(delivery.body)
-        if isinstance(event, EpisodeFinished):
-            self.episodes.add((event.worker, event.incarnation, event.seq))
+        for event in expand_episodes([decode_message(delivery.body)]):
+            if isinstance(event, EpisodeFinished):
+                self.episodes.add((event.worker, event.incarnation, event.seq))
 
     # ---- the loop ----------------------------------------------------------------------------
 

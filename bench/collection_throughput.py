@@ -18,8 +18,9 @@ one thread on both sides, as `actors.runner` sets it.
   process (and a core) of its own. With ``--broker memory://`` the in-process transport
   cannot cross processes, so the worker is a thread of this process (as in `runt up`).
   It builds `Transition` batches, encodes a frame every `EXPERIENCE_BATCH` transitions,
-  publishes it and one `episode` event (persistent, confirmed) per finished episode, and
-  polls its weights queue every step. This process drains the experience queue and the
+  publishes it without a confirm (bulk data), reports finished episodes in one
+  persistent, confirmed `episodes` event every 0.25 s, and polls its weights queue every
+  step. This process drains the experience queue and the
   durable event-log queue (a quorum queue bound to every run event, as the web service
   declares it, so episode publishes wait for the same confirms as in a deployment) every
   20 ms, so nothing backs up; steps/s are read at this consumer, from the cumulative
@@ -289,8 +290,9 @@ class Drain:
         event = decode_message(delivery.body)
         if isinstance(event, StatusChanged) and event.status == "failed":
             self.failed = event.reason or "failed"
-        elif event.type == "episode":
-            self.episodes += self.window.start is not None
+        elif event.type in ("episode", "episodes"):
+            count = len(event.episodes) if event.type == "episodes" else 1
+            self.episodes += count if self.window.start is not None else 0
 
 
 def drain_until_done(bus, drain: Drain, worker: WorkerHandle) -> float | None:

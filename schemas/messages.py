@@ -127,6 +127,48 @@ class EpisodeFinished(RunEvent):
     policy_version: int = 0
 
 
+class EpisodeRecord(BaseModel):
+    """One episode inside an `EpisodesFinished` batch."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seq: int = Field(ge=0)
+    reward: float
+    length: int = Field(ge=0)
+    env_steps: int = Field(0, ge=0)
+    policy_version: int = 0
+
+
+class EpisodesFinished(RunEvent):
+    """The episodes one worker finished in the last moments, in order: one confirmed
+    event per ~0.25 s instead of one per episode (which cost a worker most of its time).
+    The event log stores each as if it had come alone."""
+
+    type: Literal["episodes"] = "episodes"
+    worker: int
+    incarnation: int = 0
+    episodes: list[EpisodeRecord] = Field(min_length=1, max_length=10_000)
+
+    def expand(self) -> list[EpisodeFinished]:
+        return [
+            EpisodeFinished(
+                event_id=f"{self.event_id}:{record.seq}",
+                run_id=self.run_id,
+                worker=self.worker,
+                incarnation=self.incarnation,
+                **record.model_dump(),
+            )
+            for record in self.episodes
+        ]
+
+
+def expand_episodes(events: list) -> list:
+    """Batches of episodes as single-episode events; other events as they are."""
+    flat: list = []
+    for event in events:
+        flat.extend(event.expand() if isinstance(event, EpisodesFinished) else (event,))
+    return flat
+
+
 class StatusChanged(RunEvent):
     type: Literal["status"] = "status"
     status: Status
@@ -259,6 +301,7 @@ class CreditGranted(Message):
 Command = Annotated[StartRun | SpawnActor | StopRun, Field(discriminator="type")]
 Event = Annotated[
     EpisodeFinished
+    | EpisodesFinished
     | StatusChanged
     | MetricsReported
     | EvaluationFinished
@@ -281,6 +324,7 @@ AnyMessage = Annotated[
     | SpawnActor
     | StopRun
     | EpisodeFinished
+    | EpisodesFinished
     | StatusChanged
     | MetricsReported
     | EvaluationFinished
@@ -297,7 +341,7 @@ AnyMessage = Annotated[
 ]
 
 _ANY = TypeAdapter(AnyMessage)
-EVENT_KINDS = ("episode", "status", "metrics", "evaluation", "checkpoint", "heartbeat")
+EVENT_KINDS = ("episode", "episodes", "status", "metrics", "evaluation", "checkpoint", "heartbeat")
 
 
 def decode_message(body: bytes | str | dict) -> Message:

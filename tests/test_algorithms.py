@@ -27,6 +27,7 @@ from schemas.messages import (
     RunSpec,
     SegmentHeader,
     decode_message,
+    expand_episodes,
 )
 
 
@@ -219,7 +220,10 @@ def run_in_process(spec: RunSpec, timeout: float = 60.0, resume_state: bytes = b
     tap = topology.event_tap("test", f"run.{spec.run_id}.*")
     tap_bus.declare(tap)
     events: list = []
-    tap_bus.consume(tap, lambda d: events.append(decode_message(d.body)), prefetch=1000)
+    # Episode batches are read as the episodes they hold, as the event log stores them.
+    tap_bus.consume(
+        tap, lambda d: events.extend(expand_episodes([decode_message(d.body)])), prefetch=1000
+    )
     stop = threading.Event()
     failures: list[BaseException] = []
 

@@ -171,3 +171,24 @@ def test_large_checkpoints_fit(database, run_id):
         lambda s: s.scalar(select(Checkpoint.weights).where(Checkpoint.model_id == run_id))
     )
     assert stored == weights
+
+
+def test_a_batch_of_episodes_is_stored_as_its_episodes_once(database, run_id):
+    from schemas.messages import EpisodeRecord, EpisodesFinished, decode_message
+
+    batch = EpisodesFinished(
+        run_id=run_id,
+        worker=1,
+        episodes=[EpisodeRecord(seq=seq, reward=float(seq), length=seq + 1) for seq in range(3)],
+    )
+    assert decode_message(batch.encode()) == batch
+    database.call(apply_events, [episode(run_id, 0, 0, 9.0), batch])
+    counts = database.call(apply_events, [batch])  # redelivered
+    assert counts["episode"] == 0 and counts["episode_duplicate"] == 3
+    stored = rows(database, run_id)
+    assert [(r.episode, r.worker, r.worker_seq) for r in stored] == [
+        (1, 0, 0),
+        (2, 1, 0),
+        (3, 1, 1),
+        (4, 1, 2),
+    ]

@@ -25,6 +25,7 @@ from schemas.messages import (
     MetricsReported,
     RunEvent,
     StatusChanged,
+    expand_episodes,
 )
 from web.tables import (
     Checkpoint,
@@ -55,7 +56,7 @@ def apply_events(db: DbSession, events: Sequence[RunEvent]) -> Counter:
     """Store a batch of events of any runs; returns counts of what was done."""
     counts: Counter = Counter()
     by_run: dict[int, list[RunEvent]] = defaultdict(list)
-    for event in events:
+    for event in expand_episodes(list(events)):
         by_run[event.run_id].append(event)
     for run_id in sorted(by_run):  # a fixed lock order keeps concurrent consumers deadlock-free
         model = db.scalar(select(Model).where(Model.id == run_id).with_for_update())

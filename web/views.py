@@ -17,7 +17,7 @@ from actors.visualize import CannotRender, gif_bytes, render_episodes
 from broker.abc import BrokerUnavailable
 from broker.codec import encode_frame
 from schemas import api
-from schemas.messages import ResumeFrom, ResumeHeader, StartRun, StopRun
+from schemas.messages import ResumeFrom, ResumeHeader, StartRun, StopRun, expand_episodes
 from web import inference, store
 from web.auth import SESSION_COOKIE, new_token, token_digest, verify_password
 from web.http import ApiError, dump, envelope, parse_body, parse_query, path_id
@@ -249,7 +249,7 @@ async def model_events(request: web.Request) -> web.StreamResponse:
     queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
 
     def on_events(events: list) -> None:
-        for event in events:
+        for event in expand_episodes(events):
             if event.run_id == model_id and not queue.full():
                 queue.put_nowait(event)
 
