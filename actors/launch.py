@@ -70,8 +70,7 @@ class ProcessChild:
 
     def error(self) -> str:
         """The last line the child wrote to stderr that names an error."""
-        self._stderr.seek(0)
-        lines = self._stderr.read().decode(errors="replace").strip().splitlines()
+        lines = self._stderr_lines()
         for line in reversed(lines):
             if "Error" in line or "Exception" in line:
                 return line.strip()[:1000]
@@ -83,9 +82,11 @@ class ProcessChild:
             self.proc.send_signal(signal.SIGTERM)
 
     def tail(self, lines: int = 5) -> str:
+        return " | ".join(self._stderr_lines()[-lines:])
+
+    def _stderr_lines(self) -> list[str]:
         self._stderr.seek(0)
-        text = self._stderr.read().decode(errors="replace").strip().splitlines()
-        return " | ".join(text[-lines:])
+        return self._stderr.read().decode(errors="replace").strip().splitlines()
 
     def kill(self) -> None:
         if self.alive():

@@ -54,6 +54,8 @@ class Trainer(Actor):
 
     def setup(self) -> None:
         self.config = self.algorithm.config_of(self.spec)
+        exploration = getattr(self.config, "exploration_schedule", None)
+        self.epsilon_schedule = exploration() if exploration else None
         probe = make_env(self.spec.env_id, self.spec.env_params, seed=self.spec.seed)
         self.shape = EnvShape.of(probe)
         probe.close()
@@ -254,10 +256,8 @@ class Trainer(Actor):
             "charts/policy_version": float(self.version),
         }
         values |= self.buffer_metrics()
-        if hasattr(self.config, "exploration_schedule"):  # DQN's epsilon
-            schedule = self.config.exploration_schedule()
-            if hasattr(schedule, "value"):
-                values["charts/epsilon"] = float(schedule.value(steps))
+        if hasattr(self.epsilon_schedule, "value"):  # DQN's annealed epsilon
+            values["charts/epsilon"] = float(self.epsilon_schedule.value(steps))
         self.publish_event(MetricsReported(run_id=self.run_id, env_steps=steps, values=values))
 
     def buffer_metrics(self) -> dict[str, float]:

@@ -117,24 +117,14 @@ def create_model(
     db: DbSession, owner_id: int, req: TrainRequest, seed: int, resume: ResumeFrom | None = None
 ) -> Model:
     model = Model(
-        resume_from=resume.model_id if resume else None,
-        resume_version=resume.version if resume else None,
         owner_id=owner_id,
         name=req.name,
-        algorithm=req.algorithm,
-        env_id=req.env_id,
-        env_params=req.env_params,
-        hyperparameters=req.hyperparameters,
-        learning_rate=req.learning_rate,
-        batch_size=req.batch_size,
-        buffer_size=req.buffer_size,
-        gamma=req.gamma,
         seed=seed,
-        num_workers=req.num_workers,
-        target_episode=req.target_episode,
-        stop_reward=req.stop_reward,
+        resume_from=resume.model_id if resume else None,
+        resume_version=resume.version if resume else None,
         current_episode=0,
         status="queued",
+        **{name: getattr(req, name) for name in SPEC_FIELDS},
     )
     db.add(model)
     db.flush()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
 
 import numpy as np
@@ -97,14 +98,15 @@ async def train(request: web.Request) -> web.Response:
     body = await parse_body(request, api.TrainRequest)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     try:
-        check_spec(store.spec_of(body, run_id=0, seed=seed))
+        # Making the environment may take a while: not on the event loop.
+        config = await asyncio.to_thread(check_spec, store.spec_of(body, run_id=0, seed=seed))
     except ValueError as exc:
         field, _, message = str(exc).partition(": ")
         raise ApiError(400, message, field=field) from None
     db = request.app[DB]
     resume, resume_state = None, None
     if body.resume_from is not None:
-        resume, resume_state = await resume_point(request, body)
+        resume, resume_state = await resume_point(request, body, config.hidden)
     model = await db.run(store.create_model, current_user(request).id, body, seed, resume)
     topology, broker = request.app[TOPOLOGY], request.app[BROKER]
     try:
@@ -126,7 +128,9 @@ async def train(request: web.Request) -> web.Response:
     return envelope(data, "training run queued", status=201, id=model.id)
 
 
-async def resume_point(request: web.Request, body: api.TrainRequest) -> tuple[ResumeFrom, bytes]:
+async def resume_point(
+    request: web.Request, body: api.TrainRequest, hidden: Sequence[int]
+) -> tuple[ResumeFrom, bytes]:
     """The newest checkpoint of `resume_from`, checked against the new run's settings."""
     db, source = request.app[DB], body.resume_from
     ref = await db.run(store.find_checkpoint, current_user(request).id, source, None)
@@ -139,7 +143,6 @@ async def resume_point(request: web.Request, body: api.TrainRequest) -> tuple[Re
         raise ApiError(
             400, f"its checkpoint is {meta['algorithm']}, not {body.algorithm}", field="resume_from"
         )
-    hidden = check_spec(store.spec_of(body, run_id=0, seed=0)).hidden
     if list(hidden) != list(meta["network"]["hidden"]):
         raise ApiError(
             400,
@@ -283,11 +286,7 @@ async def loaded_policy(
     """The model's newest (or named) checkpoint as a policy, from the cache if it can."""
     db = request.app[DB]
     ref = await db.run(store.find_checkpoint, current_user(request).id, model_id, version)
-    if ref is None:
-        raise ApiError(404, "no such model", field="model_id")
-    if ref.version is None and version is not None:
-        raise ApiError(404, f"the run has no checkpoint {version}", field="checkpoint")
-    _require_checkpoint(ref, version)
+    _require_checkpoint(ref, version, version_field="checkpoint")
     cache = request.app[POLICIES]
     loaded = cache.get(model_id, ref.version)
     if loaded is None:
@@ -363,12 +362,14 @@ async def replay_gif(request: web.Request) -> web.Response:
     return web.Response(body=gifs[key], content_type="image/gif")
 
 
-def _require_checkpoint(ref: store.CheckpointRef | None, version: int | None) -> None:
+def _require_checkpoint(
+    ref: store.CheckpointRef | None, version: int | None, version_field: str = "version"
+) -> None:
     if ref is None:
         raise ApiError(404, "no such model", field="model_id")
     if ref.version is None:
         if version is not None:
-            raise ApiError(404, f"the run has no checkpoint {version}", field="version")
+            raise ApiError(404, f"the run has no checkpoint {version}", field=version_field)
         raise ApiError(409, "the run has no checkpoint yet", field="model_id")
 
 
