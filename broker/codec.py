@@ -25,13 +25,12 @@ from __future__ import annotations
 import json
 import math
 import struct
-import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from schemas.messages import BadMessage, FrameHeader, Message, decode_message
+from schemas.messages import FRAME_HEADERS, BadMessage, Message, decode_message
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
 MAGIC = b"RNT1"
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 DTYPES = frozenset({"float32", "float64", "int64", "int32", "uint8", "bool"})
-FRAME_HEADERS: tuple[type[Message], ...] = typing.get_args(typing.get_args(FrameHeader)[0])
 
 _LENGTH = struct.Struct(">I")
 _PREFIX = len(MAGIC) + _LENGTH.size

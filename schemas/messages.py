@@ -10,7 +10,7 @@ of the `*Header` records below.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -298,50 +298,30 @@ class CreditGranted(Message):
     consumed: int
 
 
-Command = Annotated[StartRun | SpawnActor | StopRun, Field(discriminator="type")]
-Event = Annotated[
-    EpisodeFinished
-    | EpisodesFinished
-    | StatusChanged
-    | MetricsReported
-    | EvaluationFinished
-    | CheckpointSaved
-    | Heartbeat,
-    Field(discriminator="type"),
-]
-FrameHeader = Annotated[
-    ExperienceHeader
-    | SegmentHeader
-    | SamplesHeader
-    | TrainingBatchHeader
-    | WeightsHeader
-    | ResumeHeader
-    | CreditGranted,
-    Field(discriminator="type"),
-]
-AnyMessage = Annotated[
-    StartRun
-    | SpawnActor
-    | StopRun
-    | EpisodeFinished
-    | EpisodesFinished
-    | StatusChanged
-    | MetricsReported
-    | EvaluationFinished
-    | CheckpointSaved
-    | Heartbeat
-    | ExperienceHeader
-    | SegmentHeader
-    | SamplesHeader
-    | TrainingBatchHeader
-    | WeightsHeader
-    | ResumeHeader
-    | CreditGranted,
-    Field(discriminator="type"),
-]
+COMMANDS: tuple[type[Message], ...] = (StartRun, SpawnActor, StopRun)
+EVENTS: tuple[type[RunEvent], ...] = (
+    EpisodeFinished,
+    EpisodesFinished,
+    StatusChanged,
+    MetricsReported,
+    EvaluationFinished,
+    CheckpointSaved,
+    Heartbeat,
+)
+FRAME_HEADERS: tuple[type[Message], ...] = (
+    ExperienceHeader,
+    SegmentHeader,
+    SamplesHeader,
+    TrainingBatchHeader,
+    WeightsHeader,
+    ResumeHeader,
+    CreditGranted,
+)
+# Every record, told apart by its `type`: what the single decoder accepts.
+AnyMessage = Annotated[Union[COMMANDS + EVENTS + FRAME_HEADERS], Field(discriminator="type")]  # noqa: UP007 - built from a tuple
 
 _ANY = TypeAdapter(AnyMessage)
-EVENT_KINDS = ("episode", "episodes", "status", "metrics", "evaluation", "checkpoint", "heartbeat")
+EVENT_KINDS = tuple(event.model_fields["type"].default for event in EVENTS)
 
 
 def decode_message(body: bytes | str | dict) -> Message:
