@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,6 +19,19 @@ from datetime import UTC, datetime
 _run_id: contextvars.ContextVar[int | str | None] = contextvars.ContextVar("run_id", default=None)
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# The password of a URL (`scheme://user:password@host`) and bearer tokens: never logged.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+_BEARER = re.compile(r"(\bBearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` with every URL password and bearer token replaced by `***`."""
+    return _BEARER.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for a log line or an error message: its password masked."""
+    return redact(url)
 
 
 @contextlib.contextmanager
@@ -49,12 +63,15 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return redact(json.dumps(entry, default=str))
 
 
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s [run=%(run_id)s] %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def setup_logging(level: str = "INFO", fmt: str = "json") -> None:

@@ -22,7 +22,7 @@ from web import store
 from web.auth import SESSION_COOKIE, LoginThrottle, token_digest
 from web.db import Database
 from web.eventlog import EventLog
-from web.http import ApiError, Handler, errors_middleware
+from web.http import ApiError, Handler, errors_middleware, on_prepare
 from web.inference import PolicyCache
 from web.routes import setup_routes
 from web.typedefs import (
@@ -42,12 +42,33 @@ from web.typedefs import (
 log = logging.getLogger("runt.web")
 
 
-def _request_token(request: web.Request) -> str | None:
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-Requested-With"
+
+
+def _request_token(request: web.Request) -> tuple[str | None, bool]:
+    """(token, whether it came from the session cookie)."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.cookies.get(SESSION_COOKIE) or None
+        return value.strip(), False
+    return request.cookies.get(SESSION_COOKIE) or None, True
+
+
+def _check_csrf(request: web.Request) -> None:
+    """A browser attaches the session cookie to any request to this site, a forged form
+    post from another site included; it sends a custom header only from this site's own
+    scripts (another origin would need a CORS preflight, which is never granted). So a
+    state-changing request authenticated by the cookie must carry `X-Requested-With`.
+    Bearer tokens are never sent by the browser on its own and need no such header."""
+    if request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER):
+        raise ApiError(
+            403,
+            f"a {request.method} with the session cookie must carry the header "
+            f"{CSRF_HEADER} (e.g. `{CSRF_HEADER}: runt`), or authenticate with "
+            "`Authorization: Bearer <token>`",
+            field=CSRF_HEADER,
+        )
 
 
 @web.middleware
@@ -58,11 +79,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         route.resource is not None and route.resource.canonical in request.app[PUBLIC_PATHS]
     ):
         return await handler(request)
-    token = _request_token(request)
+    token, from_cookie = _request_token(request)
     if token:
         digest = token_digest(request.app[CONFIG].secret_key, token)
         found = await request.app[DB].run(store.session_user, digest)
         if found:
+            if from_cookie:
+                _check_csrf(request)
             request[USER] = CurrentUser(id=found[0], username=found[1], token_hash=digest)
             with bind_run(request.match_info.get("model_id")):
                 return await handler(request)
@@ -102,6 +125,7 @@ def init_app(config: Config) -> web.Application:
         middlewares=[errors_middleware, auth_middleware],
         client_max_size=config.web.max_body_bytes,
     )
+    app.on_response_prepare.append(on_prepare)
     app[CONFIG] = config
     app[TOPOLOGY] = Topology(config.broker.prefix)
     app[POLICIES] = PolicyCache()

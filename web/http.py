@@ -99,32 +99,43 @@ def path_id(request: web.Request, name: str = "model_id") -> int:
     return int(raw)
 
 
+# Sent with every response, errors, streams and static files included (`on_prepare`).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+
+
+async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """Security headers on every response. No answer of the API is stored by a cache
+    (streams included); static files may say otherwise for themselves."""
+    response.headers.update(SECURITY_HEADERS)
+    if isinstance(response, web.FileResponse):
+        response.headers.setdefault("Cache-Control", "no-store")
+    else:
+        response.headers["Cache-Control"] = "no-store"
 
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        response = await handler(request)
+        return await handler(request)
     except ApiError as exc:
-        response = error_response(exc.status, exc.message, exc.data)
+        return error_response(exc.status, exc.message, exc.data)
     except web.HTTPRequestEntityTooLarge as exc:
-        response = error_response(413, f"body: too large ({exc.text})")
+        return error_response(413, f"body: too large ({exc.text})")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
-        response = error_response(exc.status, exc.reason, **headers)
+        return error_response(exc.status, exc.reason, **headers)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        response = error_response(500, "internal error")
-    if not response.prepared:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-    return response
+        return error_response(500, "internal error")
