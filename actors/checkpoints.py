@@ -76,6 +76,14 @@ def policy_file(meta: dict[str, Any], weights: bytes, version: int, env_steps: i
 
 def torchscript(meta: dict[str, Any], weights: bytes) -> torch.jit.ScriptModule:
     """A module that runs with plain torch: observations (batch, obs_dim) -> greedy
-    actions (DQN, PPO discrete: action indices; PPO Box, SAC: actions in the bounds)."""
+    actions (DQN, PPO discrete: action indices; PPO Box, SAC: actions in the bounds).
+    A custom network that TorchScript cannot compile is traced instead."""
     module = algorithm_of(meta).greedy_module(loaded_policy(meta, weights)).eval()
-    return torch.jit.script(module)
+    try:
+        return torch.jit.script(module)
+    except Exception:
+        if "policy" not in meta["network"]:
+            raise
+    example = torch.zeros(2, int(meta["network"]["obs_dim"]))
+    with torch.no_grad():
+        return torch.jit.trace(module, example, check_trace=False)

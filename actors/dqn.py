@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from pydantic import TypeAdapter, ValidationError
 
 from actors.algorithm import Algorithm, TransitionCollector
+from actors.custom import CustomQNetwork
 from actors.envs import EnvSpaces, VectorCollector
 from actors.explore import (
     APEX_ALPHA,
@@ -37,7 +38,7 @@ from actors.explore import (
 )
 from actors.networks import QNetwork, build_q_network, network_from_meta
 from actors.replay import RateLimiter, Transition
-from schemas.messages import RunSpec
+from schemas.messages import PolicyRef, RunSpec
 
 SPEC_FIELDS = ("learning_rate", "batch_size", "buffer_size", "gamma", "seed", "num_workers")
 
@@ -73,6 +74,8 @@ class DQNConfig:
     weights_publish_interval: int = 10  # updates between policy weights sent to actors
     eval_interval_updates: int = 1000  # updates between greedy evaluations
     eval_episodes: int = 10  # episodes per evaluation
+    # -- from RunSpec.policy --
+    policy: PolicyRef | None = None  # a custom Q-network (actors/custom.py); None: MLP
 
     @classmethod
     def from_spec(cls, spec: RunSpec) -> DQNConfig:
@@ -80,13 +83,14 @@ class DQNConfig:
         unknown or invalid hyperparameter is a ValueError that names it."""
         if spec.algorithm.lower() != "dqn":
             raise ValueError(f"algorithm: expected 'dqn', got {spec.algorithm!r}")
-        tunable = {f.name for f in dataclasses.fields(cls)} - set(SPEC_FIELDS)
+        tunable = {f.name for f in dataclasses.fields(cls)} - set(SPEC_FIELDS) - {"policy"}
         for key in spec.hyperparameters:
-            if key in SPEC_FIELDS:
+            if key in (*SPEC_FIELDS, "policy"):
                 raise ValueError(f"hyperparameters.{key}: set it as the run's own field")
             if key not in tunable:
                 raise ValueError(f"hyperparameters.{key}: unknown DQN hyperparameter")
         values = {name: getattr(spec, name) for name in SPEC_FIELDS} | spec.hyperparameters
+        values["policy"] = spec.policy
         try:
             config = TypeAdapter(cls).validate_python(values)
         except ValidationError as exc:
@@ -166,7 +170,7 @@ class DQNLearner:
     def __init__(self, config: DQNConfig, spaces: EnvSpaces, seed: int | None = None):
         self.config = config
         seed = config.seed if seed is None else seed
-        self.q_network = build_q_network(spaces, config.hidden, seed=seed)
+        self.q_network = build_q_network(spaces, config.hidden, seed, config.policy)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         # fused: one kernel for all parameters, measurably faster for small nets on CPU
         self.optimizer = torch.optim.Adam(
@@ -254,16 +258,20 @@ def _section(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
 class QPolicy:
     """Epsilon-greedy over a Q-network: batched inference for rollout and evaluation."""
 
-    def __init__(self, network: QNetwork):
+    def __init__(self, network: QNetwork | CustomQNetwork):
         self.network = network.eval().requires_grad_(False)
         self.n_actions = network.n_actions
 
     @classmethod
     def from_spaces(
-        cls, spaces: EnvSpaces, hidden: Sequence[int], seed: int | None = None
+        cls,
+        spaces: EnvSpaces,
+        hidden: Sequence[int],
+        seed: int | None = None,
+        policy: PolicyRef | None = None,
     ) -> QPolicy:
         """With the run seed this is the same version-0 policy the learner starts from."""
-        return cls(build_q_network(spaces, hidden, seed=seed))
+        return cls(build_q_network(spaces, hidden, seed, policy))
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], policy_state: dict[str, torch.Tensor]) -> QPolicy:
@@ -292,7 +300,7 @@ class QPolicy:
 class GreedyQ(torch.nn.Module):
     """A Q-network that answers with the greedy action: what `runt export` writes."""
 
-    def __init__(self, network: QNetwork):
+    def __init__(self, network: QNetwork | CustomQNetwork):
         super().__init__()
         self.network = network
 
@@ -323,7 +331,9 @@ DQN = Algorithm(
     buffer="replay",
     action_kinds=("discrete",),
     make_learner=lambda config, shape, seed: DQNLearner(config, shape.spaces, seed),
-    make_policy=lambda config, shape, seed: QPolicy.from_spaces(shape.spaces, config.hidden, seed),
+    make_policy=lambda config, shape, seed: QPolicy.from_spaces(
+        shape.spaces, config.hidden, seed, config.policy
+    ),
     make_collector=epsilon_greedy_collector,
     policy_from_meta=QPolicy.from_meta,
     policy_prefix="q_network.",

@@ -21,6 +21,7 @@ import numpy as np
 
 import actors.mec  # noqa: F401  (registers runt/MecOffload-v0)
 from actors.replay import Transition
+from actors.settings import module_allowed
 
 
 class EnvError(ValueError):
@@ -33,6 +34,9 @@ def make_env(env_id: str, env_params: dict[str, Any] | None = None, seed: int | 
     With a seed, the environment is reset once with it (Gymnasium seeds on reset) and its
     action space is seeded, so later `reset()` calls without a seed are reproducible.
     """
+    module = env_id.rpartition(":")[0]
+    if module and not module_allowed(module):  # gym.make would import it
+        raise EnvError(f"env_id {env_id!r}: module {module!r} is not under allowed_modules")
     try:
         env = gym.make(env_id, **(env_params or {}))
     except Exception as exc:

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
+from actors.custom import Torso, meta_of, ref_of
 from actors.envs import EnvSpaces
-from schemas.messages import RunSpec
+from schemas.messages import PolicyRef, RunSpec
 
 LOG_2PI = math.log(2 * math.pi)
 SAC_LOG_STD_MIN, SAC_LOG_STD_MAX = -20.0, 2.0  # stable-baselines3 sac/policies.py
@@ -142,21 +143,26 @@ class ActorCritic(nn.Module):
         hidden: Sequence[int],
         n_actions: int | None = None,
         bounds: ActionBounds | None = None,
+        policy: PolicyRef | None = None,
     ):
         super().__init__()
         if (n_actions is None) == (bounds is None):
             raise ValueError("give n_actions (discrete) or bounds (Box), not both")
         self.obs_dim, self.hidden = obs_dim, tuple(int(h) for h in hidden)
-        self.n_actions, self.bounds = n_actions, bounds
+        self.n_actions, self.bounds, self.policy = n_actions, bounds, policy
         out = n_actions if n_actions is not None else len(bounds.low)
-        width = self.hidden[-1] if self.hidden else obs_dim
-        self.policy_body = mlp(obs_dim, self.hidden, nn.Tanh)
-        self.value_body = mlp(obs_dim, self.hidden, nn.Tanh)
-        for layer in [*self.policy_body, *self.value_body]:
-            if isinstance(layer, nn.Linear):
-                orthogonal_(layer, math.sqrt(2))
-        self.policy_head = orthogonal_(nn.Linear(width, out), 0.01)
-        self.value_head = orthogonal_(nn.Linear(width, 1), 1.0)
+        if policy is not None:  # the run's own torsos (actors/custom.py), initialised by it
+            self.policy_body, self.value_body = Torso(policy, obs_dim), Torso(policy, obs_dim)
+            policy_width, value_width = self.policy_body.width, self.value_body.width
+        else:
+            policy_width = value_width = self.hidden[-1] if self.hidden else obs_dim
+            self.policy_body = mlp(obs_dim, self.hidden, nn.Tanh)
+            self.value_body = mlp(obs_dim, self.hidden, nn.Tanh)
+            for layer in [*self.policy_body, *self.value_body]:
+                if isinstance(layer, nn.Linear):
+                    orthogonal_(layer, math.sqrt(2))
+        self.policy_head = orthogonal_(nn.Linear(policy_width, out), 0.01)
+        self.value_head = orthogonal_(nn.Linear(value_width, 1), 1.0)
         self.log_std = nn.Parameter(torch.zeros(out)) if bounds is not None else None
 
     @property
@@ -188,6 +194,8 @@ class ActorCritic(nn.Module):
     def network_meta(self) -> dict[str, Any]:
         meta = {"architecture": self.architecture, "obs_dim": self.obs_dim}
         meta |= {"hidden": list(self.hidden), "n_actions": self.n_actions}
+        if self.policy is not None:
+            meta["policy"] = meta_of(self.policy)
         return meta | (self.bounds.meta() if self.bounds is not None else {})
 
 
@@ -198,12 +206,22 @@ class SquashedGaussianActor(nn.Module):
 
     architecture = "mlp_squashed_gaussian"
 
-    def __init__(self, obs_dim: int, hidden: Sequence[int], bounds: ActionBounds):
+    def __init__(
+        self,
+        obs_dim: int,
+        hidden: Sequence[int],
+        bounds: ActionBounds,
+        policy: PolicyRef | None = None,
+    ):
         super().__init__()
         self.obs_dim, self.hidden, self.bounds = obs_dim, tuple(int(h) for h in hidden), bounds
-        self.action_dim = len(bounds.low)
-        width = self.hidden[-1] if self.hidden else obs_dim
-        self.body = mlp(obs_dim, self.hidden, nn.ReLU)
+        self.action_dim, self.policy = len(bounds.low), policy
+        if policy is not None:  # the run's own torso (actors/custom.py)
+            self.body = Torso(policy, obs_dim)
+            width = self.body.width
+        else:
+            width = self.hidden[-1] if self.hidden else obs_dim
+            self.body = mlp(obs_dim, self.hidden, nn.ReLU)
         self.mean_head = nn.Linear(width, self.action_dim)
         self.log_std_head = nn.Linear(width, self.action_dim)
 
@@ -220,6 +238,8 @@ class SquashedGaussianActor(nn.Module):
 
     def network_meta(self) -> dict[str, Any]:
         meta = {"architecture": self.architecture, "obs_dim": self.obs_dim}
+        if self.policy is not None:
+            meta["policy"] = meta_of(self.policy)
         return meta | {"hidden": list(self.hidden)} | self.bounds.meta()
 
 
@@ -243,13 +263,20 @@ def build_actor_critic(
     hidden: Sequence[int],
     seed: int | None = None,
     action_bounds: ActionBounds | None = None,
+    policy: PolicyRef | None = None,
 ) -> ActorCritic:
-    """PPO's network for `spaces`; a Box action space needs its bounds."""
+    """PPO's network for `spaces` (torsos: MLPs of `hidden`, or the run's custom `policy`);
+    a Box action space needs its bounds."""
     if spaces.discrete:
-        return seeded(seed, lambda: ActorCritic(spaces.obs_dim, hidden, n_actions=spaces.n_actions))
+        return seeded(
+            seed,
+            lambda: ActorCritic(spaces.obs_dim, hidden, n_actions=spaces.n_actions, policy=policy),
+        )
     if action_bounds is None or (len(action_bounds.low),) != spaces.action_shape:
         raise ValueError(f"a Box action space {spaces.action_shape} needs its 1-D action_bounds")
-    return seeded(seed, lambda: ActorCritic(spaces.obs_dim, hidden, bounds=action_bounds))
+    return seeded(
+        seed, lambda: ActorCritic(spaces.obs_dim, hidden, bounds=action_bounds, policy=policy)
+    )
 
 
 def network_from_meta(meta: dict[str, Any]) -> ActorCritic | SquashedGaussianActor:
@@ -257,10 +284,12 @@ def network_from_meta(meta: dict[str, Any]) -> ActorCritic | SquashedGaussianAct
     architecture = meta.get("architecture")
     if architecture == ActorCritic.architecture:
         bounds = ActionBounds.from_meta(meta) if meta.get("n_actions") is None else None
-        return ActorCritic(int(meta["obs_dim"]), meta["hidden"], meta.get("n_actions"), bounds)
+        return ActorCritic(
+            int(meta["obs_dim"]), meta["hidden"], meta.get("n_actions"), bounds, ref_of(meta)
+        )
     if architecture == SquashedGaussianActor.architecture:
         return SquashedGaussianActor(
-            int(meta["obs_dim"]), meta["hidden"], ActionBounds.from_meta(meta)
+            int(meta["obs_dim"]), meta["hidden"], ActionBounds.from_meta(meta), ref_of(meta)
         )
     raise ValueError(f"unknown network architecture {architecture!r}")
 
@@ -275,11 +304,11 @@ def config_from_spec(cls: type[T], spec: RunSpec, algorithm: str) -> T:
         raise ValueError(f"algorithm: expected {algorithm!r}, got {spec.algorithm!r}")
     names = {f.name for f in dataclasses.fields(cls)}
     for key in spec.hyperparameters:
-        if key in RUN_FIELDS:
+        if key in (*RUN_FIELDS, "policy"):
             raise ValueError(f"hyperparameters.{key}: set it as the run's own field")
         if key not in names:
             raise ValueError(f"hyperparameters.{key}: unknown {algorithm.upper()} hyperparameter")
-    values = {name: getattr(spec, name) for name in RUN_FIELDS if name in names}
+    values = {name: getattr(spec, name) for name in (*RUN_FIELDS, "policy") if name in names}
     try:
         config = TypeAdapter(cls).validate_python(values | spec.hyperparameters)
     except ValidationError as exc:

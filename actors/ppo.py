@@ -44,7 +44,7 @@ from actors.policies import (
     require_positive,
     section,
 )
-from schemas.messages import RunSpec
+from schemas.messages import PolicyRef, RunSpec
 
 Schedule = Literal["constant", "linear"]
 
@@ -77,6 +77,8 @@ class PPOConfig:
     hidden: tuple[int, ...] = (64, 64)  # SB3 MlpPolicy: pi=[64, 64], vf=[64, 64], tanh
     eval_interval_updates: int = 10  # updates (rollouts) between greedy evaluations
     eval_episodes: int = 10  # episodes per evaluation
+    # -- from RunSpec.policy --
+    policy: PolicyRef | None = None  # custom torsos (actors/custom.py); None: MLPs of hidden
 
     @classmethod
     def from_spec(cls, spec: RunSpec) -> PPOConfig:
@@ -215,7 +217,9 @@ class PPOLearner:
     ):
         self.config = config
         self.seed = config.seed if seed is None else seed
-        self.network = build_actor_critic(spaces, config.hidden, self.seed, action_bounds)
+        self.network = build_actor_critic(
+            spaces, config.hidden, self.seed, action_bounds, config.policy
+        )
         self.optimizer = torch.optim.Adam(
             self.network.parameters(), lr=config.learning_rate, eps=1e-5, fused=True
         )
@@ -334,9 +338,10 @@ class PPOPolicy:
         hidden: Sequence[int],
         seed: int | None = None,
         action_bounds: ActionBounds | None = None,
+        policy: PolicyRef | None = None,
     ) -> PPOPolicy:
         """With the run seed this is the same version-0 policy the learner starts from."""
-        return cls(build_actor_critic(spaces, hidden, seed, action_bounds))
+        return cls(build_actor_critic(spaces, hidden, seed, action_bounds, policy))
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], policy_state: dict[str, torch.Tensor]) -> PPOPolicy:
@@ -458,7 +463,7 @@ PPO = Algorithm(
     action_kinds=("discrete", "box"),
     make_learner=lambda config, shape, seed: PPOLearner(config, shape.spaces, seed, shape.bounds),
     make_policy=lambda config, shape, seed: PPOPolicy.from_spaces(
-        shape.spaces, config.hidden, seed, shape.bounds
+        shape.spaces, config.hidden, seed, shape.bounds, config.policy
     ),
     make_collector=lambda config, policy, vector, worker, rng: SegmentCollector(
         vector, policy, config.n_steps, rng

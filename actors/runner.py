@@ -14,6 +14,7 @@ import threading
 
 import torch
 
+from actors.settings import configure
 from broker.sync import make_bus
 from broker.topology import Topology
 from schemas.config import load_config
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config()
     setup_logging(cfg.log_level, cfg.log_format)
+    configure(cfg.training)  # the agent host's allow-list and metrics directory
     spec = RunSpec.model_validate_json(sys.stdin.read())
     # Actors share the machine's cores with each other; one thread each avoids
     # oversubscription (torch would otherwise start a thread per core in every process).

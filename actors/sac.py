@@ -44,7 +44,7 @@ from actors.policies import (
     seeded,
 )
 from actors.replay import RateLimiter, Transition
-from schemas.messages import RunSpec
+from schemas.messages import PolicyRef, RunSpec
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,8 @@ class SACConfig:
     weights_publish_interval: int = 10  # updates between policy weights sent to actors
     eval_interval_updates: int = 1000  # updates between greedy evaluations
     eval_episodes: int = 10  # episodes per evaluation
+    # -- from RunSpec.policy --
+    policy: PolicyRef | None = None  # the actor's custom torso (actors/custom.py)
 
     @classmethod
     def from_spec(cls, spec: RunSpec) -> SACConfig:
@@ -153,7 +155,7 @@ class SACLearner:
             raise ValueError("SAC needs a Box action space and its action_bounds")
         self.config, self.bounds = config, action_bounds
         seed = config.seed if seed is None else seed
-        self.actor = build_sac_actor(spaces, config.hidden, seed, action_bounds)
+        self.actor = build_sac_actor(spaces, config.hidden, seed, action_bounds, config.policy)
         action_dim = self.actor.action_dim
         self.critic = seeded(seed + 1, lambda: TwinQ(spaces.obs_dim, action_dim, config.hidden))
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -261,11 +263,17 @@ class SACLearner:
 
 
 def build_sac_actor(
-    spaces: EnvSpaces, hidden: Sequence[int], seed: int | None, action_bounds: ActionBounds
+    spaces: EnvSpaces,
+    hidden: Sequence[int],
+    seed: int | None,
+    action_bounds: ActionBounds,
+    policy: PolicyRef | None = None,
 ) -> SquashedGaussianActor:
     if (len(action_bounds.low),) != spaces.action_shape:
         raise ValueError(f"action_bounds do not match the action shape {spaces.action_shape}")
-    return seeded(seed, lambda: SquashedGaussianActor(spaces.obs_dim, hidden, action_bounds))
+    return seeded(
+        seed, lambda: SquashedGaussianActor(spaces.obs_dim, hidden, action_bounds, policy)
+    )
 
 
 class SACPolicy:
@@ -278,10 +286,15 @@ class SACPolicy:
 
     @classmethod
     def from_spaces(
-        cls, spaces: EnvSpaces, hidden: Sequence[int], seed: int | None, action_bounds: ActionBounds
+        cls,
+        spaces: EnvSpaces,
+        hidden: Sequence[int],
+        seed: int | None,
+        action_bounds: ActionBounds,
+        policy: PolicyRef | None = None,
     ) -> SACPolicy:
         """With the run seed this is the same version-0 actor the learner starts from."""
-        return cls(build_sac_actor(spaces, hidden, seed, action_bounds))
+        return cls(build_sac_actor(spaces, hidden, seed, action_bounds, policy))
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], policy_state: dict[str, torch.Tensor]) -> SACPolicy:
@@ -352,7 +365,7 @@ SAC = Algorithm(
     action_kinds=("box",),
     make_learner=lambda config, shape, seed: SACLearner(config, shape.spaces, seed, shape.bounds),
     make_policy=lambda config, shape, seed: SACPolicy.from_spaces(
-        shape.spaces, config.hidden, seed, shape.bounds
+        shape.spaces, config.hidden, seed, shape.bounds, config.policy
     ),
     make_collector=warm_up_collector,
     policy_from_meta=SACPolicy.from_meta,

@@ -70,8 +70,10 @@ class SerialRun:
         self.replay = ReplayBuffer(config.buffer_size, self.spaces.obs_shape, self.spaces.obs_dtype)
         self.limiter = config.rate_limiter(insert_chunk=config.num_actors)
         self.learner = DQNLearner(config, self.spaces, spec.seed)
-        self.rollout_policy = QPolicy.from_spaces(self.spaces, config.hidden, seed=spec.seed)
-        self.eval_policy = QPolicy.from_spaces(self.spaces, config.hidden, seed=spec.seed)
+        self.rollout_policy = QPolicy.from_spaces(
+            self.spaces, config.hidden, spec.seed, config.policy
+        )
+        self.eval_policy = QPolicy.from_spaces(self.spaces, config.hidden, spec.seed, config.policy)
         self.exploration = config.exploration_schedule()
         self.actors = np.arange(config.num_actors)
         self.rng = np.random.default_rng(spec.seed)

@@ -41,8 +41,9 @@ class PPOSerialRun(SerialRun):
         self.spaces = EnvSpaces.from_env(envs)
         bounds = None if self.spaces.discrete else ActionBounds.from_env(envs)
         self.learner = PPOLearner(config, self.spaces, spec.seed, bounds)
-        self.rollout_policy = PPOPolicy.from_spaces(self.spaces, config.hidden, spec.seed, bounds)
-        self.eval_policy = PPOPolicy.from_spaces(self.spaces, config.hidden, spec.seed, bounds)
+        hidden, policy = config.hidden, config.policy
+        self.rollout_policy = PPOPolicy.from_spaces(self.spaces, hidden, spec.seed, bounds, policy)
+        self.eval_policy = PPOPolicy.from_spaces(self.spaces, hidden, spec.seed, bounds, policy)
         self.rng = np.random.default_rng(spec.seed)
         self.result = SerialResult()
         self.episode_returns: list[float] = []  # every training episode, in order

@@ -42,8 +42,9 @@ class SACSerialRun(SerialRun):
         )
         self.limiter = config.rate_limiter(insert_chunk=config.num_actors)
         self.learner = SACLearner(config, spaces, spec.seed, bounds)
-        self.rollout_policy = SACPolicy.from_spaces(spaces, config.hidden, spec.seed, bounds)
-        self.eval_policy = SACPolicy.from_spaces(spaces, config.hidden, spec.seed, bounds)
+        hidden, policy = config.hidden, config.policy
+        self.rollout_policy = SACPolicy.from_spaces(spaces, hidden, spec.seed, bounds, policy)
+        self.eval_policy = SACPolicy.from_spaces(spaces, hidden, spec.seed, bounds, policy)
         self.rng = np.random.default_rng(spec.seed)
         self.result = SerialResult()
         self.started = time.perf_counter()

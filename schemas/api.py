@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from schemas.messages import MetricSinks, PolicyRef
+
 ALGORITHMS = ("dqn", "ppo", "sac")
 STATUSES = ("queued", "running", "completed", "stopping", "stopped", "failed")
 ACTIVE_STATUSES = ("queued", "running", "stopping")
@@ -92,6 +94,14 @@ class TrainRequest(Request):
         None,
         description="continue from this model's newest checkpoint (weights, optimiser, counters)",
     )
+    policy: PolicyRef | None = Field(
+        None,
+        description="a custom network: {path: 'package.module:Class', kwargs: {...}}; "
+        "the module must be under the service's training.allowed_modules",
+    )
+    metric_sinks: MetricSinks | None = Field(
+        None, description="also write the trainer's metrics to TensorBoard and/or W&B"
+    )
     task_size_average: PositiveNumber | None = None
     task_comsumption_average: PositiveNumber | None = None
     task_time_average: PositiveNumber | None = None
@@ -104,6 +114,18 @@ class TrainRequest(Request):
     @classmethod
     def _objects(cls, value: Any) -> Any:
         return _json_object(value)
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy_object(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.lstrip().startswith("{"):
+            return {"path": value.strip()}  # a bare path: no kwargs
+        return None if value is None else _json_object(value)
+
+    @field_validator("metric_sinks", mode="before")
+    @classmethod
+    def _sinks_object(cls, value: Any) -> Any:
+        return None if value is None else _json_object(value)
 
     @field_validator("algorithm")
     @classmethod
@@ -267,6 +289,8 @@ class ModelSummary(BaseModel):
     stop_reward: float | None
     resume_from: int | None = None
     resume_version: int | None = None
+    policy: dict[str, Any] | None = None
+    metric_sinks: dict[str, Any] | None = None
     status: Status
     create_time: UtcDatetime
     update_time: UtcDatetime

@@ -89,6 +89,31 @@ class AssistantConfig(_Section):
         return bool(self.llm_base_url and self.llm_model)
 
 
+class TrainingConfig(_Section):
+    """What runs may import, and where trainers write metric files."""
+
+    allowed_modules: tuple[str, ...] = Field(
+        ("actors.networks",),
+        description="module prefixes whose classes a run may name (policy.path, module:Env ids)",
+    )
+    metrics_dir: Path = Path("~/.local/share/runt/metrics")
+
+    @field_validator("allowed_modules", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: "a.b,c"
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("allowed_modules")
+    @classmethod
+    def _module_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
+            if not all(part.isidentifier() for part in prefix.split(".")):
+                raise ValueError(f"{prefix!r} is not a dotted module name")
+        return value
+
+
 class Config(_Section):
     secret_key: str = ""
     data_dir: Path = Path("~/.local/share/runt")
@@ -100,6 +125,7 @@ class Config(_Section):
     api: ApiConfig = ApiConfig()
     auth: AuthConfig = AuthConfig()
     assistant: AssistantConfig = AssistantConfig()
+    training: TrainingConfig = TrainingConfig()
 
     @field_validator("secret_key")
     @classmethod

@@ -48,6 +48,39 @@ class ResumeFrom(BaseModel):
     env_steps: int = 0
 
 
+DOTTED_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*[.:][A-Za-z_][A-Za-z0-9_]*$"
+
+
+class PolicyRef(BaseModel):
+    """A network class named by dotted path (`package.module:Class` or
+    `package.module.Class`) and the keyword arguments it is built with. Only modules under
+    the configured `training.allowed_modules` are imported (actors/custom.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str = Field(max_length=300, pattern=DOTTED_PATH)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class WandbSink(BaseModel):
+    """A Weights & Biases run of the trainer's metrics. `offline` writes the run locally
+    (upload it later with `wandb sync`); `online` needs WANDB_API_KEY in the trainer's
+    environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    project: str = Field("runt", min_length=1, max_length=128, pattern=r"^[\w.\-]+$")
+    entity: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[\w.\-]+$")
+    mode: Literal["offline", "online"] = "offline"
+
+
+class MetricSinks(BaseModel):
+    """Where the trainer also writes its metrics, evaluations and episode rewards, under
+    the trainer's `training.metrics_dir` (actors/sinks.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tensorboard: bool = False
+    wandb: WandbSink | None = None
+
+
 class RunSpec(BaseModel):
     """Everything the actors need to run a training run, as stored by the web service."""
 
@@ -66,6 +99,8 @@ class RunSpec(BaseModel):
     target_episode: int
     stop_reward: float | None = None
     resume: ResumeFrom | None = None
+    policy: PolicyRef | None = None  # a custom network; None: runt's MLPs of `hidden`
+    metric_sinks: MetricSinks | None = None
 
 
 # ---- commands (exchange <prefix>.commands) -----------------------------------------------

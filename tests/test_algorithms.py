@@ -89,7 +89,7 @@ def test_action_kinds(env_id, kind):
         ("dqn", "Pendulum-v1", "algorithm: dqn cannot act in Pendulum-v1's action space Box"),
         ("sac", "CartPole-v1", "algorithm: sac cannot act in CartPole-v1's action space Discrete"),
         ("dqn", "NoSuchEnvironment-v0", "env_id: Environment `NoSuchEnvironment` doesn't exist"),
-        ("dqn", "os:Thing-v0", "env_id: 'os:Thing-v0' names a module"),
+        ("dqn", "os:Thing-v0", "env_id: 'os:Thing-v0' names the module 'os', which is not under"),
     ],
 )
 def test_check_spec_makes_the_environment_and_checks_its_action_space(algorithm, env_id, error):

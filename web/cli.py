@@ -15,6 +15,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from actors.settings import configure as configure_actors
 from schemas.config import Config, ConfigError, load_config
 from schemas.logs import setup_logging
 
@@ -314,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config)
         setup_logging(args.log_level or cfg.log_level, cfg.log_format)
+        configure_actors(cfg.training)  # what runs may import, where metric files go
         if args.command == "web":
             cfg.require_secret()
             return cmd_web(cfg, args.host, args.port)

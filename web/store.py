@@ -103,6 +103,8 @@ MODEL_FIELDS = (
     "stop_reward",
     "resume_from",
     "resume_version",
+    "policy",
+    "metric_sinks",
     "status",
     "create_time",
     "update_time",
@@ -125,6 +127,7 @@ def create_model(
         current_episode=0,
         status="queued",
         **{name: getattr(req, name) for name in SPEC_FIELDS},
+        **{name: _json_of(getattr(req, name)) for name in OPTION_FIELDS},
     )
     db.add(model)
     db.flush()
@@ -146,12 +149,18 @@ SPEC_FIELDS = (
 )
 
 
+OPTION_FIELDS = ("policy", "metric_sinks")  # optional records, stored as JSON
+
+
+def _json_of(value: Any) -> Any:
+    return value.model_dump(mode="json") if value is not None else None
+
+
 def spec_of(source: Model | TrainRequest, run_id: int, seed: int) -> RunSpec:
     """What the actors are told about a run, from a stored model or from a request
     (to check it before storing it)."""
-    return RunSpec(
-        run_id=run_id, seed=seed, **{name: getattr(source, name) for name in SPEC_FIELDS}
-    )
+    fields = {name: getattr(source, name) for name in (*SPEC_FIELDS, *OPTION_FIELDS)}
+    return RunSpec(run_id=run_id, seed=seed, **fields)
 
 
 def run_spec(model: Model, resume: ResumeFrom | None = None) -> RunSpec:

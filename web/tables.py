@@ -99,6 +99,8 @@ class Model(Base):
     stop_reward: Mapped[float | None] = mapped_column(Double)
     resume_from: Mapped[int | None] = mapped_column(BigInteger)  # a model id
     resume_version: Mapped[int | None]  # that model's checkpoint version
+    policy: Mapped[dict[str, Any] | None]  # a custom network {path, kwargs}; None: runt's
+    metric_sinks: Mapped[dict[str, Any] | None]  # {tensorboard, wandb} of the trainer
     status: Mapped[str] = mapped_column(String(16), default="queued")
     status_reason: Mapped[str | None] = mapped_column(Text)
     create_time: Mapped[datetime] = mapped_column(default=utcnow)

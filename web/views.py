@@ -18,7 +18,14 @@ from actors.visualize import CannotRender, gif_bytes, render_episodes
 from broker.abc import BrokerUnavailable
 from broker.codec import encode_frame
 from schemas import api
-from schemas.messages import ResumeFrom, ResumeHeader, StartRun, StopRun, expand_episodes
+from schemas.messages import (
+    PolicyRef,
+    ResumeFrom,
+    ResumeHeader,
+    StartRun,
+    StopRun,
+    expand_episodes,
+)
 from web import inference, store
 from web.auth import SESSION_COOKIE, new_token, token_digest, verify_password
 from web.http import ApiError, dump, envelope, parse_body, parse_query, path_id
@@ -99,14 +106,18 @@ async def train(request: web.Request) -> web.Response:
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     try:
         # Making the environment may take a while: not on the event loop.
-        config = await asyncio.to_thread(check_spec, store.spec_of(body, run_id=0, seed=seed))
+        config = await asyncio.to_thread(
+            check_spec,
+            store.spec_of(body, run_id=0, seed=seed),
+            request.app[CONFIG].training.allowed_modules,
+        )
     except ValueError as exc:
         field, _, message = str(exc).partition(": ")
         raise ApiError(400, message, field=field) from None
     db = request.app[DB]
     resume, resume_state = None, None
     if body.resume_from is not None:
-        resume, resume_state = await resume_point(request, body, config.hidden)
+        resume, resume_state = await resume_point(request, body, config.hidden, body.policy)
     model = await db.run(store.create_model, current_user(request).id, body, seed, resume)
     topology, broker = request.app[TOPOLOGY], request.app[BROKER]
     try:
@@ -129,7 +140,10 @@ async def train(request: web.Request) -> web.Response:
 
 
 async def resume_point(
-    request: web.Request, body: api.TrainRequest, hidden: Sequence[int]
+    request: web.Request,
+    body: api.TrainRequest,
+    hidden: Sequence[int],
+    policy: PolicyRef | None,
 ) -> tuple[ResumeFrom, bytes]:
     """The newest checkpoint of `resume_from`, checked against the new run's settings."""
     db, source = request.app[DB], body.resume_from
@@ -143,7 +157,13 @@ async def resume_point(
         raise ApiError(
             400, f"its checkpoint is {meta['algorithm']}, not {body.algorithm}", field="resume_from"
         )
-    if list(hidden) != list(meta["network"]["hidden"]):
+    network = meta["network"]
+    described = None if policy is None else policy.model_dump(mode="json")
+    if described != network.get("policy"):
+        raise ApiError(
+            400, f"must match the checkpoint's network {network.get('policy')}", field="policy"
+        )
+    if network["architecture"] != "custom_q" and list(hidden) != list(network["hidden"]):
         raise ApiError(
             400,
             f"must match the checkpoint's network {meta['network']['hidden']}",
