@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from broker.topology import ExchangeSpec, QueueSpec
+from broker.topology import DELIVERY_LIMIT, ExchangeSpec, QueueSpec
 from schemas.messages import BadMessage, Message, decode_message
+
+# Commands and events are small JSON records (a checkpoint, the largest, is a few MB); a
+# body past this on a durable queue is refused unread. RabbitMQ's own ceiling is 128 MiB.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 class BrokerUnavailable(ConnectionError):
@@ -27,6 +32,17 @@ class Declined(Exception):
     spreading a run's workers): it is requeued, without being logged as a failure."""
 
 
+class OversizedMessage(BadMessage):
+    """A body larger than the consumer accepts: dead-lettered without being parsed."""
+
+
+def check_size(delivery: Delivery, queue: QueueSpec, limit: int) -> None:
+    """Raise OversizedMessage for a body over `limit` on a durable (control) queue; bulk
+    data queues are bounded by their length instead."""
+    if queue.durable and len(delivery.body) > limit:
+        raise OversizedMessage(f"body: {len(delivery.body)} bytes, more than {limit}")
+
+
 class Outcome(enum.Enum):
     """How a delivery is settled with the broker."""
 
@@ -35,23 +51,52 @@ class Outcome(enum.Enum):
     DEAD_LETTER = "dead-letter"  # reject(requeue=False): to the queue's dead-letter exchange
 
 
-def outcome_for(error: BaseException | None, queue: QueueSpec) -> Outcome:
+def outcome_for(
+    error: BaseException | None, queue: QueueSpec, delivery: Delivery | None = None
+) -> Outcome:
     """The ack rule, in one place.
 
-    A handler that returns has done its work: ack. A `BadMessage` will never decode,
-    however often it is retried: dead-letter it at once. Any other failure may be
-    transient (a database restart): a durable queue requeues it, and RabbitMQ's
-    `x-delivery-limit` on the quorum queue bounds how often; a transient queue holds bulk
-    data that is soon superseded, so the message is dropped (or dead-lettered where the
-    queue has a dead-letter exchange) rather than retried in a loop.
+    A handler that returns has done its work: ack. A `BadMessage` (malformed, unknown
+    type or schema_version, oversized) will never decode, however often it is retried:
+    dead-letter it at once. Any other failure may be transient (a database restart): a
+    durable queue requeues it until its `DELIVERY_LIMIT`-th delivery has failed, then
+    dead-letters it (RabbitMQ's `x-delivery-limit` on the quorum queue is the backstop);
+    a transient queue holds bulk data that is soon superseded, so the message is dropped
+    (or dead-lettered where the queue has a dead-letter exchange) rather than retried.
     """
     if error is None:
         return Outcome.ACK
     if isinstance(error, Declined):
         return Outcome.REQUEUE
-    if isinstance(error, BadMessage):
+    if isinstance(error, BadMessage) or not queue.durable:
         return Outcome.DEAD_LETTER
-    return Outcome.REQUEUE if queue.durable else Outcome.DEAD_LETTER
+    if delivery is not None and delivery.attempt >= DELIVERY_LIMIT:
+        return Outcome.DEAD_LETTER
+    return Outcome.REQUEUE
+
+
+def failure_kind(error: BaseException | str | None) -> str:
+    """How a rejected delivery is counted: oversized, malformed or failing."""
+    if isinstance(error, OversizedMessage):
+        return "oversized"
+    if isinstance(error, BadMessage | str):
+        return "malformed"
+    return "failing"
+
+
+def count_outcome(
+    counts: Counter, queue: QueueSpec, outcome: Outcome, error: BaseException | str | None
+) -> None:
+    """The consumer counters: `dead_lettered` (durable queues: to the dead-letter
+    exchange) or `discarded` (bulk data dropped), each also by kind, and `retried`."""
+    if error is None or isinstance(error, Declined):
+        return
+    if outcome is Outcome.REQUEUE:
+        counts["retried"] += 1
+        return
+    where = "dead_lettered" if queue.durable else "discarded"
+    counts[where] += 1
+    counts[f"{where}.{failure_kind(error)}"] += 1
 
 
 def log_failure(log: logging.Logger, delivery: Delivery, outcome: Outcome, error: Exception):
@@ -91,6 +136,15 @@ class Delivery:
     message: Any = field(default=None, repr=False)
     poison: str | None = None  # set by dead_letter(): why this delivery is rejected
 
+    @property
+    def attempt(self) -> int:
+        """1 on the first delivery; quorum queues count earlier failed deliveries in
+        `x-delivery-count` (so does the in-process broker)."""
+        try:
+            return int(self.headers.get("x-delivery-count") or 0) + 1
+        except (TypeError, ValueError):
+            return 1
+
     def decode(self) -> Message:
         """The runt message in the body; raises BadMessage (dead-lettered) if it is none."""
         return decode_message(self.body)
@@ -111,6 +165,9 @@ class AsyncTransport(Protocol):
     def start(self) -> None: ...
 
     async def declare(self, spec: QueueSpec, timeout: float) -> None: ...
+
+    async def depth(self, spec: QueueSpec, timeout: float) -> int:
+        """Messages ready in an existing queue."""
 
     async def publish(
         self, exchange: ExchangeSpec, routing_key: str, body: bytes, *, timeout: float, **props

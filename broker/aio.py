@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,10 +30,13 @@ from aiormq.exceptions import ChannelInvalidStateError
 
 from broker import memory
 from broker.abc import (
+    MAX_MESSAGE_BYTES,
     AsyncTransport,
     BrokerUnavailable,
     Delivery,
     Outcome,
+    check_size,
+    count_outcome,
     log_failure,
     outcome_for,
 )
@@ -65,11 +69,17 @@ class AsyncBroker:
         retry_seconds: float = 2.0,
         publish_timeout: float = 10.0,
         batch_retry_delay: float = 1.0,
+        max_retry_delay: float = 5.0,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ):
         self.url = url
         self.topology = topology or Topology()
         self.publish_timeout = publish_timeout
         self.batch_retry_delay = batch_retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.max_message_bytes = max_message_bytes
+        # Rejected deliveries (dead_lettered, discarded, by kind) and retried ones.
+        self.counts: Counter[str] = Counter()
         self.declared: set[str] = set()  # queue names (tests delete them afterwards)
         self._transport: AsyncTransport = (
             memory.AsyncBridge(url, self.topology)
@@ -103,6 +113,15 @@ class AsyncBroker:
         for spec in queues:
             await self._transport.declare(spec, self.publish_timeout)
             self.declared.add(spec.name)
+
+    async def queue_depth(self, spec: QueueSpec) -> int | None:
+        """Messages ready in `spec` (declared elsewhere), or None if the broker cannot say."""
+        self.start()
+        try:
+            return await self._transport.depth(spec, min(self.publish_timeout, 2.0))
+        except (BrokerUnavailable, *_CONNECTION_ERRORS, aio_pika.exceptions.AMQPError) as exc:
+            log.warning("cannot read the depth of %s (%s)", spec.name, exc)
+            return None
 
     async def publish(
         self,
@@ -147,12 +166,14 @@ class AsyncBroker:
         async def process(delivery: Delivery) -> None:
             error = None
             try:
+                check_size(delivery, queue, self.max_message_bytes)
                 await handler(delivery)
             except Exception as exc:
                 error = exc
-            outcome = outcome_for(error, queue)
+            outcome = outcome_for(error, queue, delivery)
             if error is not None:
                 log_failure(log, delivery, outcome, error)
+                count_outcome(self.counts, queue, outcome, error)
             await self._transport.settle([(delivery, outcome)])
 
         await self._consume(queue, prefetch, process)
@@ -169,8 +190,14 @@ class AsyncBroker:
         """Call `handler` with up to `max_batch` deliveries, collected for at most
         `max_wait` seconds after the first. When it returns, every delivery is acked
         except those it marked with `delivery.dead_letter(reason)`, which are
-        dead-lettered. If it raises, the whole batch is requeued after a back-off that
-        doubles with each consecutive failure (the queue's delivery limit ends it)."""
+        dead-lettered. A body over `max_message_bytes` is dead-lettered unread.
+
+        If it raises, one bad message must not hold back the others: each delivery of the
+        batch is handed to it again alone. Those that still fail are requeued after a
+        back-off that doubles with each consecutive failing round (up to
+        `max_retry_delay`), and dead-lettered once their `DELIVERY_LIMIT`-th delivery
+        has failed, so a message that keeps failing leaves the queue after a bounded
+        number of tries and the consumer carries on."""
         inbox: asyncio.Queue[Delivery] = asyncio.Queue()
         await self._consume(queue, prefetch, inbox.put)
         self._spawn(self._batches(queue, inbox, handler, max_batch, max_wait))
@@ -204,28 +231,60 @@ class AsyncBroker:
                         batch.append(await inbox.get())
                 except TimeoutError:
                     break
-            try:
-                await handler(batch)
-            except Exception:
-                delay = self.batch_retry_delay * 2**failures
+            results = await self._handle_batch(queue, handler, batch)
+            failed = [d for d, error in results if error is not None]
+            if failed:
+                delay = min(self.batch_retry_delay * 2**failures, self.max_retry_delay)
                 failures += 1
-                log.exception(
-                    "batch handler failed on %s; %d messages requeued in %.2g s",
-                    queue.name,
-                    len(batch),
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                # Reversed: a transport that requeues at the head keeps the order.
-                await self._transport.settle([(d, Outcome.REQUEUE) for d in reversed(batch)])
-                continue
-            failures = 0
-            for delivery in batch:
-                if delivery.poison:
+                if any(outcome_for(e, queue, d) is Outcome.REQUEUE for d, e in results if e):
+                    await asyncio.sleep(delay)  # before they come back
+            else:
+                failures = 0
+            settled = []
+            # Reversed: a transport that requeues at the head keeps the order.
+            for delivery, error in reversed(results):
+                outcome = outcome_for(error, queue, delivery)
+                if error is not None:
+                    log_failure(log, delivery, outcome, error)
+                    count_outcome(self.counts, queue, outcome, error)
+                elif delivery.poison:
+                    outcome = Outcome.DEAD_LETTER
                     log.warning("dead-lettered from %s: %s", queue.name, delivery.poison)
-            await self._transport.settle(
-                [(d, Outcome.DEAD_LETTER if d.poison else Outcome.ACK) for d in batch]
-            )
+                    count_outcome(self.counts, queue, outcome, delivery.poison)
+                settled.append((delivery, outcome))
+            await self._transport.settle(settled)
+
+    async def _handle_batch(
+        self, queue: QueueSpec, handler: BatchHandler, batch: list[Delivery]
+    ) -> list[tuple[Delivery, Exception | None]]:
+        """Each delivery with the error that rejects it, or None."""
+        results: dict[int, Exception | None] = {}
+        for delivery in batch:
+            try:
+                check_size(delivery, queue, self.max_message_bytes)
+            except Exception as exc:
+                results[id(delivery)] = exc
+        good = [d for d in batch if id(d) not in results]
+        if good:
+            try:
+                await handler(good)
+            except Exception as exc:
+                if len(good) == 1:
+                    results[id(good[0])] = exc
+                else:
+                    log.warning(
+                        "batch handler failed on %s (%s); handling its %d messages one by one",
+                        queue.name,
+                        exc,
+                        len(good),
+                    )
+                    for delivery in good:
+                        delivery.poison = None
+                        try:
+                            await handler([delivery])
+                        except Exception as alone:
+                            results[id(delivery)] = alone
+        return [(d, results.get(id(d))) for d in batch]
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -309,6 +368,13 @@ class _AmqpTransport:
     async def declare(self, spec: QueueSpec, timeout: float) -> None:
         await self._ready_within(timeout)
         await self._declare_on(self._publisher, spec)
+
+    async def depth(self, spec: QueueSpec, timeout: float) -> int:
+        await self._ready_within(timeout)
+        # A channel of its own: a passive declare of a missing queue closes its channel.
+        async with self.connection.channel(publisher_confirms=False) as channel:
+            queue = await asyncio.wait_for(channel.declare_queue(spec.name, passive=True), timeout)
+            return int(queue.declaration_result.message_count or 0)
 
     async def publish(
         self, exchange: ExchangeSpec, routing_key: str, body: bytes, *, timeout: float, **props

@@ -310,6 +310,9 @@ class AsyncBridge:
     async def declare(self, spec: QueueSpec, timeout: float) -> None:
         await self._call(functools.partial(self._bus.declare, spec))
 
+    async def depth(self, spec: QueueSpec, timeout: float) -> int:
+        return STORE.size(spec.name)
+
     async def publish(
         self, exchange: ExchangeSpec, routing_key: str, body: bytes, *, timeout: float, **props
     ) -> None:

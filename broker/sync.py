@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -39,10 +39,13 @@ from kombu.exceptions import OperationalError
 
 from broker import memory
 from broker.abc import (
+    MAX_MESSAGE_BYTES,
     BrokerUnavailable,
     Declined,
     Delivery,
     Outcome,
+    check_size,
+    count_outcome,
     log_failure,
     outcome_for,
 )
@@ -90,13 +93,17 @@ class Bus:
         *,
         connect_timeout: float = 5.0,
         publish_timeout: float = 30.0,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ):
         self.url = url
         self.topology = topology
         self.name = name
         self.connect_timeout = connect_timeout
         self.publish_timeout = publish_timeout
+        self.max_message_bytes = max_message_bytes
         self.dropped = 0  # transient messages not published because the broker was away
+        # Rejected deliveries (dead_lettered, discarded, by kind) and retried ones.
+        self.counts: Counter[str] = Counter()
         self._queues: dict[str, QueueSpec] = {topology.dead_letters().name: topology.dead_letters()}
         self._consumers: list[_Consumer] = []
         self._pending: deque[tuple[_Consumer, Any, int]] = deque()
@@ -414,12 +421,14 @@ class Bus:
             return
         error = None
         try:
+            check_size(delivery, consumer.queue, self.max_message_bytes)
             consumer.handler(delivery)
         except Exception as exc:
             error = exc
-        outcome = outcome_for(error, consumer.queue)
+        outcome = outcome_for(error, consumer.queue, delivery)
         if error is not None and not isinstance(error, Declined):
             log_failure(log, delivery, outcome, error)
+            count_outcome(self.counts, consumer.queue, outcome, error)
         self.settle(delivery, outcome)
 
     def settle(self, delivery: Delivery, outcome: Outcome) -> None:

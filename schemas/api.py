@@ -352,3 +352,18 @@ class TestModelOut(BaseModel):
 class HealthOut(BaseModel):
     database: bool
     broker: bool
+
+
+class MetricsOut(BaseModel):
+    event_log: dict[str, int] = Field(
+        description="what the event log stored, by kind (episode, metrics, status, "
+        "checkpoint, ...; *_duplicate: redeliveries recognised), and dead_lettered"
+    )
+    consumers: dict[str, int] = Field(
+        description="deliveries the web service's consumers rejected: dead_lettered "
+        "(dead_lettered.malformed, .oversized, .failing), discarded, retried"
+    )
+    dead_letter_queue: int | None = Field(
+        description="messages waiting in the dead-letter queue, from any consumer; "
+        "null when the broker cannot say"
+    )

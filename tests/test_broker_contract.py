@@ -26,7 +26,7 @@ from broker.abc import BrokerUnavailable, Delivery
 from broker.aio import AsyncBroker
 from broker.codec import bytes_to_state, decode_frame, encode_frame, state_to_bytes
 from broker.sync import Bus, make_bus
-from broker.topology import Topology
+from broker.topology import DELIVERY_LIMIT, Topology
 from schemas.messages import (
     EpisodeFinished,
     ExperienceHeader,
@@ -267,6 +267,7 @@ async def test_bad_messages_are_dead_lettered_and_the_consumers_carry_on(env: En
         ("run.start", b"not json"),
     ]
     assert {d.headers["x-first-death-reason"] for d in dead} == {"rejected"}
+    assert agent.counts["dead_lettered.malformed"] == web.counts["dead_lettered.malformed"] == 1
 
 
 async def test_batches_are_acked_after_the_handler_and_marked_ones_dead_lettered(env: Env):
@@ -314,12 +315,12 @@ async def test_a_batch_whose_handler_was_interrupted_is_delivered_again(env: Env
     assert again[0].decode() == sent and again[0].redelivered
 
 
-async def test_a_raising_batch_handler_gets_the_batch_again(env: Env):
+async def test_a_raising_batch_handler_gets_each_message_again_alone(env: Env):
     t = env.topology
     web, batches = env.async_bus(batch_retry_delay=0.05), []
 
     async def flaky(batch: list[Delivery]) -> None:
-        batches.append([(d.decode().seq, d.redelivered) for d in batch])
+        batches.append([d.decode().seq for d in batch])
         if len(batches) == 1:
             raise RuntimeError("database away")
 
@@ -329,9 +330,63 @@ async def test_a_raising_batch_handler_gets_the_batch_again(env: Env):
         publisher.publish_message(t.events, "run.1.episode", episode(seq))
     await web.consume_batches(t.event_log(), flaky, max_wait=0.3)
     await until(lambda: sum(len(b) for b in batches) >= 6)
-    again = [item for batch in batches[1:] for item in batch]
-    assert sorted(seq for seq, _ in batches[0]) == sorted(seq for seq, _ in again) == [0, 1, 2]
-    assert all(redelivered for _, redelivered in again)
+    assert sorted(batches[0]) == [0, 1, 2]
+    assert sorted(batches[1:]) == [[0], [1], [2]]
+    assert web.counts["retried"] == web.counts["dead_lettered"] == 0
+
+
+async def test_a_message_that_keeps_failing_is_dead_lettered_after_bounded_tries(env: Env):
+    """One poison event among good ones: the good ones are handled once, the poison one
+    DELIVERY_LIMIT times, then it is dead-lettered and counted; the consumer carries on."""
+    t = env.topology
+    inspector, dead = collect_dead_letters(env)
+    web, tries, handled = env.async_bus(batch_retry_delay=0.01), [], []
+
+    async def on_batch(batch: list[Delivery]) -> None:
+        seqs = [d.decode().seq for d in batch]
+        if 2 in seqs:
+            tries.append(len(batch))
+            raise ValueError("seq 2 cannot be stored")
+        handled.extend(seqs)
+
+    publisher = env.bus()
+    publisher.declare(t.event_log())
+    for seq in range(5):
+        publisher.publish_message(t.events, "run.1.episode", episode(seq))
+    await web.consume_batches(t.event_log(), on_batch, max_wait=0.2)
+    await until(lambda: dead, inspector, timeout=20)
+    publisher.publish_message(t.events, "run.1.episode", episode(9))
+    await until(lambda: 9 in handled, timeout=10)
+    assert sorted(handled) == [0, 1, 3, 4, 9]
+    assert sum(1 for n in tries if n == 1) == DELIVERY_LIMIT  # tries of seq 2 alone
+    assert EpisodeFinished.model_validate_json(dead[0].body).seq == 2
+    assert web.counts["dead_lettered"] == web.counts["dead_lettered.failing"] == 1
+    assert web.counts["retried"] == DELIVERY_LIMIT - 1
+
+
+async def test_oversized_messages_are_dead_lettered_unread(env: Env):
+    t = env.topology
+    inspector, dead = collect_dead_letters(env)
+    web, seen = env.async_bus(max_message_bytes=4096), []
+
+    async def on_batch(batch: list[Delivery]) -> None:
+        seen.extend(d.decode().seq for d in batch)
+
+    await web.consume_batches(t.event_log(), on_batch, max_wait=0.1)
+    agent, commands = make_bus(env.url, t, "agent"), []
+    agent.max_message_bytes = 4096
+    env.buses.append(agent.connect())
+    agent.consume(t.agent_work(), lambda d: commands.append(d.decode()), prefetch=1)
+    big = b'{"type": "episode", "pad": "' + b"x" * 5000 + b'"}'
+    agent.publish(t.events, "run.1.episode", big, persistent=True)
+    agent.publish(t.commands, "run.start", big, persistent=True)
+    agent.publish_message(t.events, "run.1.episode", episode(1))
+    agent.publish_message(t.commands, "run.start", StartRun(spec=spec(1)))
+    await until(lambda: seen and commands, agent)
+    await until(lambda: len(dead) == 2, inspector)
+    assert seen == [1] and commands == [StartRun(spec=spec(1))]
+    assert sorted(d.routing_key for d in dead) == ["run.1.episode", "run.start"]
+    assert web.counts["dead_lettered.oversized"] == agent.counts["dead_lettered.oversized"] == 1
 
 
 async def test_async_publish_without_a_broker_raises_broker_unavailable():

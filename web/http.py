@@ -70,7 +70,10 @@ async def read_body(request: web.Request) -> dict[str, Any]:
     """The request body as a dict, from JSON or from a form; an empty body is {}."""
     ctype = request.content_type
     if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ValueError as exc:  # a multipart body without its boundary, and the like
+            raise ApiError(400, f"not a valid form ({exc})", field="body") from None
         return {k: v for k, v in form.items() if isinstance(v, str)}
     raw = await request.read()
     if not raw.strip():

@@ -13,6 +13,7 @@ from schemas import api
 from web import views
 from web.assistant.view import training_assistant
 from web.http import Handler
+from web.metrics import metrics
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ ROUTES: tuple[Route, ...] = (
           "Streamed advice on a run (Markdown as text/plain chunks, or SSE when asked)",
           body=api.AssistantRequest, errors=(400, 404), enveloped=False,
           media_type="text/plain", tags=("assistant",)),
+    Route("GET", "/metrics", metrics, "Counters of the event log and of rejected messages",
+          data=api.MetricsOut, tags=("service",)),
     Route("GET", "/healthz", views.healthz, "Database and broker reachability",
           data=api.HealthOut, errors=(503,), public=True, tags=("service",)),
     Route("GET", "/openapi.json", views.openapi, "This API as an OpenAPI 3.1 document",
