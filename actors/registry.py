@@ -9,6 +9,7 @@ the same for every algorithm, the buffer is the replay buffer or the on-policy o
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Sequence
 
 import gymnasium as gym
@@ -59,11 +60,24 @@ def check_spec(spec: RunSpec, allowed_modules: Sequence[str] | None = None):
     `allowed_modules` is the import allow-list to judge by (default: the process's)."""
     algorithm = algorithm_of(spec)
     config = algorithm.config_of(spec)
+    check_sinks(spec)
     with allowing(allowed_modules):
         shape, observations = check_environment(spec, algorithm)
         if spec.policy is not None:
             check_policy(spec, algorithm, config, shape, observations)
     return config
+
+
+def check_sinks(spec: RunSpec) -> None:
+    """The packages of the metric sinks a run asks for (the optional `runt[metrics]`)."""
+    sinks = spec.metric_sinks
+    wanted = {"tensorboard": sinks.tensorboard, "wandb": sinks.wandb} if sinks else {}
+    for package, on in wanted.items():
+        if on and importlib.util.find_spec(package) is None:
+            raise ValueError(
+                f"metric_sinks.{package}: the {package} package is not installed "
+                "(pip install 'runt[metrics]')"
+            )
 
 
 def check_environment(spec: RunSpec, algorithm: Algorithm) -> tuple[EnvShape | None, np.ndarray]:

@@ -26,6 +26,7 @@ from actors.base import Actor, Every
 from actors.envs import make_env
 from actors.evaluate import evaluate
 from actors.replay import Transition
+from actors.sinks import MetricWriter
 from broker.codec import bytes_to_state, decode_frame, encode_frame, state_to_bytes
 from schemas.messages import (
     BadMessage,
@@ -51,9 +52,11 @@ RESUME_TIMEOUT_S = 60.0
 
 class Trainer(Actor):
     role = "trainer"
+    sinks = MetricWriter()  # TensorBoard / W&B when the run asks (actors/sinks.py)
 
     def setup(self) -> None:
         self.config = self.algorithm.config_of(self.spec)
+        self.sinks = MetricWriter.for_run(self.spec)
         exploration = getattr(self.config, "exploration_schedule", None)
         self.epsilon_schedule = exploration() if exploration else None
         probe = make_env(self.spec.env_id, self.spec.env_params, seed=self.spec.seed)
@@ -173,7 +176,10 @@ class Trainer(Actor):
     def on_episode(self, delivery) -> None:
         for event in expand_episodes([decode_message(delivery.body)]):
             if isinstance(event, EpisodeFinished):
-                self.episodes.add((event.worker, event.incarnation, event.seq))
+                key = (event.worker, event.incarnation, event.seq)
+                if key not in self.episodes:
+                    self.sinks.episode(event.reward, event.length, self.env_steps)
+                self.episodes.add(key)
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -224,6 +230,7 @@ class Trainer(Actor):
             result.mean,
             result.std,
         )
+        self.sinks.evaluation(result.mean, result.std, self.env_steps)
         self.publish_event(
             EvaluationFinished(
                 run_id=self.run_id,
@@ -259,6 +266,7 @@ class Trainer(Actor):
         if hasattr(self.epsilon_schedule, "value"):  # DQN's annealed epsilon
             values["charts/epsilon"] = float(self.epsilon_schedule.value(steps))
         self.publish_event(MetricsReported(run_id=self.run_id, env_steps=steps, values=values))
+        self.sinks.scalars(values, steps)
 
     def buffer_metrics(self) -> dict[str, float]:
         """The buffer's counters, as the last frame from it carried them."""
@@ -313,3 +321,7 @@ class Trainer(Actor):
             self.publish_status(request.status, reason)
         else:
             self.publish_status("stopped", f"{self.name} was asked to stop by its agent")
+
+    def close(self) -> None:
+        self.sinks.close()
+        super().close()
