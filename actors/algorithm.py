@@ -36,7 +36,9 @@ from schemas.messages import RunSpec
 
 BufferKind = Literal["replay", "on_policy"]
 ActionKind = Literal["discrete", "box"]
-EXPERIENCE_BATCH = 32  # transitions per experience frame (replay path)
+# Transitions per experience frame (replay path). Each frame costs a worker a publish
+# (a socket write) whatever its size; 128 CartPole transitions are ~5 KB.
+EXPERIENCE_BATCH = 128
 
 
 # ---- roles --------------------------------------------------------------------------------
@@ -158,7 +160,11 @@ def action_kind(space: gym.Space) -> ActionKind | None:
 class TransitionCollector:
     """The replay path's collector: one step of every sub-environment per call with the
     actions `choose(obs, run_steps)` picks; a frame of `Transition` arrays once at least
-    `batch` transitions are pending."""
+    `batch` transitions are pending (whole steps: `ceil(batch / num_envs)` of them).
+
+    Each step is written straight into the rows of the frame being filled, so a frame
+    costs one allocation per field instead of a `Transition` per step and a concatenate.
+    """
 
     def __init__(
         self,
@@ -169,17 +175,37 @@ class TransitionCollector:
         self.vector = vector
         self.choose = choose
         self.batch = batch
-        self.pending: list[Transition] = []
+        self.steps_per_frame = max(1, -(-batch // vector.num_envs))
+        self.frame: dict[str, np.ndarray] | None = None
+        self.filled = 0  # steps written into `frame`
 
     def collect(self, run_steps: int) -> Collected:
         actions = self.choose(self.vector.obs, run_steps)
         transition, episodes = self.vector.step(actions)
-        self.pending.append(transition)
+        n = self.vector.num_envs
+        if self.frame is None:  # shapes and dtypes as the environment returns them
+            self.frame = {
+                name: np.empty((self.steps_per_frame * n, *value.shape[1:]), value.dtype)
+                for name, value in transition._asdict().items()
+            }
+        rows = slice(self.filled * n, (self.filled + 1) * n)
+        for name, value in zip(Transition._fields, transition, strict=True):
+            self.frame[name][rows] = value
+        self.filled += 1
         arrays = None
-        if len(self.pending) * self.vector.num_envs >= self.batch:
-            arrays = Transition.concatenate(self.pending)._asdict()
-            self.pending = []
-        return Collected(arrays, episodes, self.vector.num_envs)
+        if self.filled == self.steps_per_frame:  # a fresh frame next: this one is shipped
+            arrays, self.frame, self.filled = self.frame, None, 0
+        return Collected(arrays, episodes, n)
+
+    def flush(self) -> dict[str, np.ndarray] | None:
+        """The steps of the frame being filled, as a shorter frame (None if there are
+        none): a worker about to wait for the learner ships them first."""
+        if not self.filled:
+            return None
+        rows = self.filled * self.vector.num_envs
+        arrays = {name: column[:rows] for name, column in self.frame.items()}
+        self.frame, self.filled = None, 0
+        return arrays
 
 
 class SampledActions:

@@ -123,8 +123,10 @@ class VectorCollector:
     def step(self, actions: np.ndarray) -> tuple[Transition, list[Episode]]:
         next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
         done = np.logical_or(terminated, truncated)
-        real_next_obs = next_obs.copy()
-        if done.any():
+        any_done = bool(done.any())
+        real_next_obs = next_obs  # a fresh array every step (the vector env copies)
+        if any_done:
+            real_next_obs = next_obs.copy()
             for i in np.flatnonzero(infos["_final_obs"]):
                 real_next_obs[i] = infos["final_obs"][i]
 
@@ -136,11 +138,15 @@ class VectorCollector:
             terminated=np.asarray(terminated, dtype=bool),
         )
         self.obs = next_obs
-        return transition, self._count_episodes(rewards, done)
+        return transition, self._count_episodes(rewards, done, any_done)
 
-    def _count_episodes(self, rewards: np.ndarray, done: np.ndarray) -> list[Episode]:
+    def _count_episodes(
+        self, rewards: np.ndarray, done: np.ndarray, any_done: bool
+    ) -> list[Episode]:
         self.episode_reward += rewards
         self.episode_length += 1
+        if not any_done:
+            return []
         finished = [
             Episode(int(i), float(self.episode_reward[i]), int(self.episode_length[i]))
             for i in np.flatnonzero(done)

@@ -5,16 +5,17 @@ What it collects is the algorithm's (actors/algorithm.py `Algorithm.make_collect
 - replay path (DQN, SAC): each step acts on all of its sub-environments at once (one
   batched forward pass) with the algorithm's exploration (DQN: Ape-X fixed epsilons per
   actor or an annealed schedule; SAC: uniform warm-up, then the actor's samples), and
-  ships transitions in frames of `EXPERIENCE_BATCH`, tagged with the policy version that
-  produced them. New weights are picked up between steps, never waited for — except
-  that a worker which has run `max_steps_per_version` steps ahead of the learner pauses
-  briefly, so collection cannot starve the learner of CPU.
+  ships transitions in frames of `EXPERIENCE_BATCH` (a shorter one when it is about to
+  pause), tagged with the policy version that produced them. New weights are looked for
+  between steps (every `POLL_EVERY_S`), never waited for — except that a worker which
+  has run `max_steps_per_version` steps ahead of the learner pauses briefly, so
+  collection cannot starve the learner of CPU.
 - on-policy path (PPO): collects one fixed-length segment with its current policy,
   ships it tagged with that `policy_version`, then waits, without acting, until it holds
   a newer version (the learner's next one). So in steady state no worker produces a
   stale segment, and the buffer's stale count stays at the few a restart may cause.
-Each finished episode is an `episode` event with this worker's id, incarnation and
-sequence number.
+Finished episodes, each with this worker's id, incarnation and sequence number, are
+reported together in one `episodes` event every `EPISODES_EVERY_S`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ __all__ = ["EXPERIENCE_BATCH", "RolloutWorker", "worker_seed"]
 STEPS_AHEAD_SLACK = 4.0  # how far ahead of the learner's consumption a worker may run
 EPISODES_EVERY_S = 0.25  # finished episodes are reported together this often
 EPISODES_PER_EVENT = 256  # or as soon as this many are waiting
+# Weights and stop commands are looked for this often while collecting, not every step:
+# a poll of an idle AMQP connection (two socket timeouts and a read) cost more than a step.
+POLL_EVERY_S = 0.01
 
 
 def worker_seed(run_seed: int, worker: int, incarnation: int) -> int:
@@ -61,6 +65,7 @@ class RolloutWorker(Actor):
         # Built from the run seed, this is the learner's version 0: no waiting for weights.
         self.policy = algorithm.make_policy(self.config, EnvShape.of(self.envs), self.spec.seed)
         self.policy_version = 0
+        self.weights_epoch = 0  # the trainer incarnation of those weights
         self.rng = np.random.default_rng(seed)
         self.collector = algorithm.make_collector(
             self.config, self.policy, vector, self.worker, self.rng
@@ -68,9 +73,11 @@ class RolloutWorker(Actor):
         self.env_steps = 0
         self.steps_on_version = 0
         self.shipped_version = -1  # on-policy: the version of the last segment sent
+        self.pending_version = 0  # the version of the last step collected
         self.seq = 0
         self.finished: list[EpisodeRecord] = []
         self.episodes_due = Every(EPISODES_EVERY_S)
+        self.poll_due = Every(POLL_EVERY_S)
         self.max_steps_per_version = self._steps_per_version()
         self.resumed_steps = self.spec.resume.env_steps if self.spec.resume else 0
         # The version this worker starts acting with: 0 (built from the seed), or the
@@ -108,12 +115,15 @@ class RolloutWorker(Actor):
 
     def step(self) -> None:
         if self.waiting_for_learner:
+            self.ship_pending()
             self.bus.poll(0.005)
             return
-        self.bus.poll(0)
+        if self.poll_due():
+            self.bus.poll(0)
         # The run's steps, approximately (a resumed run continues its exploration schedule).
         run_steps = self.env_steps * self.config.num_workers + self.resumed_steps
         version = self.policy_version  # what acted, even if new weights arrive meanwhile
+        self.pending_version = version
         arrays, episodes, env_steps = self.collector.collect(run_steps)
         self.env_steps += env_steps
         self.steps_on_version += env_steps
@@ -132,6 +142,14 @@ class RolloutWorker(Actor):
             self.report_episodes()
         if arrays is not None:
             self.ship(arrays, version)
+
+    def ship_pending(self) -> None:
+        """Replay path: the transitions of a frame not yet full, before the worker
+        pauses (the learner may be waiting for them to sample again)."""
+        flush = getattr(self.collector, "flush", None)
+        arrays = flush() if flush is not None else None
+        if arrays is not None:
+            self.ship(arrays, self.pending_version)
 
     def report_episodes(self) -> None:
         """The episodes finished since the last report, as one confirmed event."""
@@ -167,9 +185,10 @@ class RolloutWorker(Actor):
         header, arrays = decode_frame(delivery.body)
         if not isinstance(header, WeightsHeader):
             raise BadMessage(f"{header.type} on a weights queue")
-        if header.version > self.policy_version or self.first_version is None:
+        newer = (header.epoch, header.version) > (self.weights_epoch, self.policy_version)
+        if newer or self.first_version is None:
             self.policy.load(bytes_to_state(arrays["safetensors"].tobytes()))
-            self.policy_version = header.version
+            self.policy_version, self.weights_epoch = header.version, header.epoch
             self.steps_on_version = 0
             if self.first_version is None:
                 self.first_version = header.version

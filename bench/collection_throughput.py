@@ -16,11 +16,12 @@ one thread on both sides, as `actors.runner` sets it.
   started as the agent starts it, ``python -m actors.runner --role rollout`` with the
   spec on stdin and RUNT_BROKER_URL / RUNT_BROKER_PREFIX in its environment, so it has a
   process (and a core) of its own. With ``--broker memory://`` the in-process transport
-  cannot cross processes, so the worker is a thread of this process (as in `runt up`).
+  cannot cross processes, so the worker is a thread of this process, launched as `runt
+  up` launches it (`actors.launch.ThreadLauncher`).
   It builds `Transition` batches, encodes a frame every `EXPERIENCE_BATCH` transitions,
   publishes it without a confirm (bulk data), reports finished episodes in one
   persistent, confirmed `episodes` event every 0.25 s, and polls its weights queue every
-  step. This process drains the experience queue and the
+  10 ms. This process drains the experience queue and the
   durable event-log queue (a quorum queue bound to every run event, as the web service
   declares it, so episode publishes wait for the same confirms as in a deployment) every
   20 ms, so nothing backs up; steps/s are read at this consumer, from the cumulative
@@ -89,7 +90,8 @@ from benchlib import (
 from actors.dqn import DQNConfig, QPolicy
 from actors.envs import EnvSpaces, make_vector_env
 from actors.explore import actor_ids
-from actors.rollout import RolloutWorker, worker_seed
+from actors.launch import ActorId, ThreadChild, ThreadLauncher
+from actors.rollout import worker_seed
 from broker.codec import decode_frame
 from broker.sync import make_bus
 from broker.topology import Topology
@@ -223,16 +225,14 @@ class WorkerHandle:
 
     def __init__(self, spec: RunSpec, url: str, prefix: str):
         self.proc: subprocess.Popen | None = None
-        self.thread: threading.Thread | None = None
-        self.failure: BaseException | None = None
+        self.child: ThreadChild | None = None
         if url.startswith("memory://"):
-            self.stop_event = threading.Event()
+            # Launched as `runt up` launches it, which also gives the thread its own torch
+            # setting of one thread (the count is per thread: without it a tiny forward
+            # pass waited on a pool of busy threads, ~40x slower).
             topology = Topology(prefix)
-            worker = RolloutWorker(
-                spec, make_bus(url, topology, "bench-rollout"), topology, stop_event=self.stop_event
-            )
-            self.thread = threading.Thread(target=self._run, args=(worker,), daemon=True)
-            self.thread.start()
+            launcher = ThreadLauncher("bench", lambda name: make_bus(url, topology, name), topology)
+            self.child = launcher.launch(ActorId("rollout", RUN_ID), spec)
             return
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUNT_")}
         env.update(
@@ -247,25 +247,23 @@ class WorkerHandle:
         self.proc.stdin.write(spec.model_dump_json().encode())
         self.proc.stdin.close()
 
-    def _run(self, worker: RolloutWorker) -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # reported by alive()/failure
-            self.failure = exc
-
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    @property
+    def failure(self) -> BaseException | None:
+        return self.child.failure if self.child else None
+
     def alive(self) -> bool:
         if self.proc is not None:
             return self.proc.poll() is None
-        return self.thread is not None and self.thread.is_alive()
+        return self.child is not None and self.child.alive()
 
     def stop(self) -> None:
-        if self.thread is not None:
-            self.stop_event.set()
-            self.thread.join(timeout=10)
+        if self.child is not None:
+            self.child.terminate()
+            self.child.thread.join(timeout=10)
         elif self.proc is not None:
             end_process(self.proc, grace=10.0)
 
