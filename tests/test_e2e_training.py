@@ -355,13 +355,16 @@ async def test_two_agents_share_the_rollout_workers_of_a_run(api, agents, mysql_
 
 
 def rollout_pids(agent_pid: int) -> set[int]:
+    """The agent's rollout worker processes: forked ones are named runt-rollout, exec'd
+    ones have `--role rollout` on their command line."""
     found = set()
     for pid in child_pids(agent_pid):
         try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except FileNotFoundError:
             continue
-        if b"rollout" in cmdline:
+        if name == "runt-rollout" or b"rollout" in cmdline:
             found.add(pid)
     return found
 
