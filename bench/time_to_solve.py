@@ -1,19 +1,22 @@
 """Wall-clock time and env steps until the greedy policy first scores >= 475 on
-CartPole-v1: runt's DQN over RabbitMQ against stable-baselines3's tuned DQN and PPO.
+CartPole-v1: runt's DQN and PPO over RabbitMQ against stable-baselines3's tuned DQN and
+PPO.
 
 What it measures
 ----------------
-"Solved" is the same for every contender: the mean return of 10 greedy episodes
-(no exploration) reaches 475, Gymnasium's reward_threshold for CartPole-v1. Each
-contender is evaluated every N env steps, where N is what runt's trainer does between
-two evaluations: ``eval_interval_updates x batch_size / samples_per_insert`` of the
-preset (500 env steps with 250 / 64 / 32), because the buffer's rate limiter fixes
-updates per env step. Evaluation time counts for every contender (runt's trainer
-evaluates inline and cannot be paused from outside), and both baselines evaluate with
-runt's own `actors.evaluate.evaluate` (10 sub-environments, one episode each, seeds
-fresh per evaluation), so an evaluation costs each of them the same for a policy of
-the same quality. torch runs 1 thread in every process (runt's actor processes set it
-in `actors.runner`, the baselines set it before training).
+"Solved" is the same for every contender: the mean return of 10 greedy episodes (no
+exploration) reaches 475, Gymnasium's reward_threshold for CartPole-v1. Each contender
+is evaluated every N env steps, where N is what runt's trainer of the same algorithm
+does between two evaluations: for DQN ``eval_interval_updates x batch_size /
+samples_per_insert`` of the preset (500 env steps with 250 / 64 / 32), because the
+buffer's rate limiter fixes updates per env step; for PPO ``eval_interval_updates x
+num_workers x envs_per_worker x n_steps`` (512 with 2 / 1 / 8 / 32). Evaluation time
+counts for every contender (runt's trainer evaluates inline and cannot be paused from
+outside), and both baselines evaluate with runt's own `actors.evaluate.evaluate` (10
+sub-environments, one episode each, seeds fresh per evaluation), so an evaluation costs
+each of them the same for a policy of the same quality. torch runs 1 thread in every
+process (runt's actor processes set it in `actors.runner`, the baselines set it before
+training).
 
 Contenders (``--only`` picks some, comma-separated):
 
@@ -30,6 +33,8 @@ Contenders (``--only`` picks some, comma-separated):
   ``running``), and the web service ingesting every event into MariaDB on the same two
   cores. ``--submit broker`` instead publishes the run's `StartRun` command directly
   (no web service, no database), to see what ingestion costs.
+* ``runt-ppo``: the same with the PPO preset (configs/ppo_cartpole.yaml, ``--ppo-preset``):
+  its like-for-like match is ``sb3-ppo``.
 * ``sb3-dqn``: stable-baselines3 DQN with the rl-baselines3-zoo CartPole-v1
   hyperparameters (ZOO_DQN in bench/solve/baselines.py), 1 env.
 * ``sb3-ppo``: stable-baselines3 PPO with the zoo CartPole-v1 hyperparameters
@@ -38,21 +43,21 @@ Contenders (``--only`` picks some, comma-separated):
   and DQN components in one process (`actors.serial.SerialRun`): no broker, no actor
   processes, so its gap to ``runt`` is what distribution costs.
 
-Each of the last three runs in a fresh process of this script per trial; its clock runs
-from that process's launch (interpreter and import start-up is reported as "startup")
-to the solved evaluation (timed in the child from the end of its start-up). The
-stable-baselines3 trials train for at most the zoo's ``n_timesteps`` (their exploration
-and linear schedules are defined over that budget, and PPO's learning rate and clip
-range reach 0 there), so such a trial can end "budget" unsolved.
-Every trial also ends at ``--time-cap`` seconds.
+Each of the last three (sb3-dqn, sb3-ppo, runt-serial) runs in a fresh process of this
+script per trial; its clock runs from that process's launch (interpreter and import
+start-up is reported as "startup") to the solved evaluation (timed in the child from the
+end of its start-up). The stable-baselines3 trials train for at most the zoo's
+``n_timesteps`` (their exploration and linear schedules are defined over that budget,
+and PPO's learning rate and clip range reach 0 there), so such a trial can end "budget"
+unsolved. Every trial also ends at ``--time-cap`` seconds.
 
 Report: one row per trial, then per contender the solved fraction and the medians of
 wall-clock time, of time after startup and of env steps (an unsolved trial counts as
 infinitely long, so a median is "unsolved" when half or more did not solve), then the
-ratio runt/baseline of the median wall-clock times (target <= 1.0), and the same
-ratio for time after startup. Trials are interleaved (seed 0 of every contender, then
-seed 1, ...), so a change in machine load hits every contender alike. Exit status 0
-whatever the verdict; 1 if setup fails.
+ratios runt/baseline and runt-ppo/baseline of the median wall-clock times (target <=
+1.0), and the same ratios for time after startup. Trials are interleaved (seed 0 of
+every contender, then seed 1, ...), so a change in machine load hits every contender
+alike. Exit status 0 whatever the verdict; 1 if setup fails.
 
 How to run
 ----------
@@ -62,7 +67,7 @@ From the repository root, with RabbitMQ on 127.0.0.1:5672 (guest/guest) and Mari
     .venv/bin/python bench/time_to_solve.py [--seeds 3] [--time-cap 300]
         [--only runt,sb3-dqn,sb3-ppo[,runt-serial]] [--quick] [--num-workers N]
         [--first-seed 0] [--submit web|broker] [--preset configs/dqn_cartpole.yaml]
-        [--broker URL] [--database-url URL] [--json]
+        [--ppo-preset configs/ppo_cartpole.yaml] [--broker URL] [--database-url URL] [--json]
 
 ``--quick`` is a smoke check: 1 seed and a 120 s cap unless given. With the defaults a
 run took 4-5 minutes on the 2-core development machine; the figures move a lot with
@@ -86,7 +91,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import DEFAULT_BROKER, DEFAULT_PRESET, interrupt_on_sigterm, load_preset
 from solve.baselines import run_child_trial, sb3_child, serial_child
-from solve.common import CONTENDERS, DEFAULT_DATABASE_SERVER, DIAGNOSTIC, Trial, runt_eval_interval
+from solve.common import (
+    ALGORITHM,
+    CONTENDERS,
+    DEFAULT_DATABASE_SERVER,
+    DIAGNOSTIC,
+    PPO_PRESET,
+    RUNT,
+    Trial,
+    runt_eval_interval,
+)
 from solve.report import print_trial, report
 from solve.runt import create_database, drop_database, run_runt_trial
 
@@ -107,7 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="web",
         help="runt: POST /train/ to the web app (default) or StartRun straight to the broker",
     )
-    parser.add_argument("--preset", default=str(DEFAULT_PRESET), help="runt training preset")
+    parser.add_argument("--preset", default=str(DEFAULT_PRESET), help="runt's DQN preset")
+    parser.add_argument("--ppo-preset", default=str(PPO_PRESET), help="runt-ppo's preset")
     parser.add_argument(
         "--broker",
         default=os.environ.get("RUNT_BENCH_AMQP_URL", DEFAULT_BROKER),
@@ -120,7 +135,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     # internal: one stable-baselines3 trial in a child process
-    parser.add_argument("--child", choices=CONTENDERS[1:] + DIAGNOSTIC, help=argparse.SUPPRESS)
+    children = [c for c in CONTENDERS if c not in RUNT] + list(DIAGNOSTIC)
+    parser.add_argument("--child", choices=children, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--eval-every", type=int, default=500, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -135,18 +151,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def run_all(args: argparse.Namespace, preset: dict[str, Any], every: int) -> list[Trial]:
+async def run_all(
+    args: argparse.Namespace, presets: dict[str, dict[str, Any]], every: dict[str, int]
+) -> list[Trial]:
     database_url = None
     trials: list[Trial] = []
     try:
-        if "runt" in args.contenders and args.submit == "web":
+        if set(RUNT) & set(args.contenders) and args.submit == "web":
             database_url = await asyncio.to_thread(create_database, args.database_url)
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for contender in args.contenders:
-                if contender == "runt":
-                    trial = await run_runt_trial(args, preset, seed, database_url)
+                algorithm = ALGORITHM[contender]
+                if contender in RUNT:
+                    preset = presets[algorithm]
+                    trial = await run_runt_trial(args, contender, preset, seed, database_url)
                 else:
-                    trial = await asyncio.to_thread(run_child_trial, args, contender, seed, every)
+                    interval = every[algorithm]
+                    trial = await asyncio.to_thread(
+                        run_child_trial, args, contender, seed, interval
+                    )
                 print_trial(trial)
                 trials.append(trial)
     finally:
@@ -162,23 +185,23 @@ def main(argv: list[str] | None = None) -> int:
         return serial_child(args)
     if args.child:
         return sb3_child(args)
-    preset = load_preset(args.preset)
-    every = runt_eval_interval(preset)
+    presets = {"dqn": load_preset(args.preset), "ppo": load_preset(args.ppo_preset)}
+    every = {algorithm: runt_eval_interval(preset) for algorithm, preset in presets.items()}
     print(
         f"contenders {', '.join(args.contenders)}; seeds {args.first_seed}.."
-        f"{args.first_seed + args.seeds - 1}; evaluation every {every} env steps; "
-        f"load average {os.getloadavg()[0]:.2f}",
+        f"{args.first_seed + args.seeds - 1}; evaluation every {every['dqn']} (DQN) / "
+        f"{every['ppo']} (PPO) env steps; load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     try:
-        trials = asyncio.run(run_all(args, preset, every))
+        trials = asyncio.run(run_all(args, presets, every))
     except (RuntimeError, OSError) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted (broker prefixes, database and processes cleaned up)", file=sys.stderr)
         return 130
-    out = report(trials, args, every, preset)
+    out = report(trials, args, every, presets)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     if args.json:
         print(json.dumps(out, indent=2, default=str))

@@ -7,21 +7,39 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-CONTENDERS = ("runt", "sb3-dqn", "sb3-ppo")
+from benchlib import REPO
+
+CONTENDERS = ("runt", "runt-ppo", "sb3-dqn", "sb3-ppo")
 DIAGNOSTIC = ("runt-serial",)  # only when named in --only
+RUNT = ("runt", "runt-ppo")  # runt over the broker, with the DQN and the PPO preset
+# Which of runt's presets a contender is paired with: it is evaluated as often as that
+# preset's trainer evaluates, and runt's contender of the same algorithm is its match.
+ALGORITHM = {
+    "runt": "dqn",
+    "runt-serial": "dqn",
+    "sb3-dqn": "dqn",
+    "runt-ppo": "ppo",
+    "sb3-ppo": "ppo",
+}
 SOLVED_MEAN = 475.0  # Gymnasium's reward_threshold for CartPole-v1
 EVAL_EPISODES = 10
 TORCH_THREADS = 1
 DEFAULT_DATABASE_SERVER = "mysql+pymysql://root@127.0.0.1:3306/"
+PPO_PRESET = REPO / "configs" / "ppo_cartpole.yaml"
 USERNAME, PASSWORD = "bench", "bench-password"
 
 
 def runt_eval_interval(preset: dict[str, Any]) -> int:
-    """Env steps between two of runt's evaluations: updates per evaluation divided by
-    updates per env step, which the replay ratio fixes (samples_per_insert / batch)."""
-    from actors.dqn import DQNConfig
+    """Env steps between two of runt's evaluations. DQN: updates per evaluation divided
+    by updates per env step, which the replay ratio fixes (samples_per_insert / batch).
+    PPO: updates per evaluation times the env steps of one update's batch."""
+    from actors.registry import algorithm_of
 
-    config = DQNConfig.from_spec(runt_spec(preset, run_id=1, seed=0, num_workers=None))
+    spec = runt_spec(preset, run_id=1, seed=0, num_workers=None)
+    config = algorithm_of(spec).config_of(spec)
+    if spec.algorithm == "ppo":
+        batch = config.num_workers * config.envs_per_worker * config.n_steps
+        return config.eval_interval_updates * batch
     return round(config.eval_interval_updates * config.batch_size / config.samples_per_insert)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from benchlib import median, print_table
 
-from solve.common import DIAGNOSTIC, EVAL_EPISODES, SOLVED_MEAN, TORCH_THREADS, Trial
+from solve.common import DIAGNOSTIC, EVAL_EPISODES, RUNT, SOLVED_MEAN, TORCH_THREADS, Trial
 
 
 def seconds(value: float | None) -> str:
@@ -28,13 +28,19 @@ def after_startup(trial: Trial) -> float:
     return trial.wall_s - (trial.startup_s or 0.0)
 
 
-def report(trials: list[Trial], args: argparse.Namespace, every: int, preset: dict) -> dict:
-    workers = args.num_workers or preset.get("num_workers", 1)
+def report(
+    trials: list[Trial], args: argparse.Namespace, every: dict[str, int], presets: dict
+) -> dict:
+    workers = {
+        algorithm: args.num_workers or preset.get("num_workers", 1)
+        for algorithm, preset in presets.items()
+    }
     print(
-        f"\ntime to solve {preset['env_id']} (greedy mean of {EVAL_EPISODES} episodes >= "
-        f"{SOLVED_MEAN:g}), every contender evaluated every {every} env steps, eval time "
-        f"counted; torch threads {TORCH_THREADS}; cap {args.time_cap:g} s; runt: "
-        f"{workers} rollout worker(s), submitted via {args.submit}"
+        f"\ntime to solve {presets['dqn']['env_id']} (greedy mean of {EVAL_EPISODES} episodes "
+        f">= {SOLVED_MEAN:g}), evaluated every {every['dqn']} env steps (DQN contenders) or "
+        f"{every['ppo']} (PPO), eval time counted; torch threads {TORCH_THREADS}; cap "
+        f"{args.time_cap:g} s; runt: {workers['dqn']} (DQN) / {workers['ppo']} (PPO) rollout "
+        f"worker(s), submitted via {args.submit}"
     )
     print_table(
         (
@@ -99,21 +105,26 @@ def report(trials: list[Trial], args: argparse.Namespace, every: int, preset: di
         ],
     )
     ratios = {}
-    if "runt" in summary:
+    for mine in (c for c in RUNT if c in summary):
         print()
-        for base in (c for c in summary if c != "runt"):
-            wall = _ratio(summary["runt"]["median_wall_s"], summary[base]["median_wall_s"])
+        for base in (c for c in summary if c not in RUNT):
+            wall = _ratio(summary[mine]["median_wall_s"], summary[base]["median_wall_s"])
             after = _ratio(
-                summary["runt"]["median_after_startup_s"], summary[base]["median_after_startup_s"]
+                summary[mine]["median_after_startup_s"], summary[base]["median_after_startup_s"]
             )
             if base in DIAGNOSTIC:  # what distribution costs, not a target
                 verdict, target = "-", ""
             else:
                 verdict = "-" if wall is None else ("PASS" if wall <= 1.0 else "MISS")
                 target = f" (target <= 1.0) -> {verdict}"
-            ratios[base] = {"wall": wall, "after_startup": after, "verdict": verdict}
+            # "runt/<base>" as before for the DQN preset; "runt-ppo/<base>" for PPO's
+            ratios[base if mine == "runt" else f"{mine}/{base}"] = {
+                "wall": wall,
+                "after_startup": after,
+                "verdict": verdict,
+            }
             print(
-                f"ratio runt/{base} of median wall-clock time: {_show(wall)}{target};  "
+                f"ratio {mine}/{base} of median wall-clock time: {_show(wall)}{target};  "
                 f"after startup: {_show(after)}"
             )
     return {

@@ -215,11 +215,15 @@ async def follow_run(trial: Trial, tap: EventTap, submitted: float, cap: float, 
 
 
 async def run_runt_trial(
-    args: argparse.Namespace, preset: dict[str, Any], seed: int, database_url: str | None
+    args: argparse.Namespace,
+    contender: str,
+    preset: dict[str, Any],
+    seed: int,
+    database_url: str | None,
 ) -> Trial:
     from broker.topology import Topology
 
-    trial = Trial("runt", seed)
+    trial = Trial(contender, seed)
     prefix = fresh_prefix("tts")
     topology = Topology(prefix)
     workers = args.num_workers or int(preset.get("num_workers", 1))
