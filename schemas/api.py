@@ -184,6 +184,13 @@ class PageQuery(Request):
     page_size: int | None = Field(None, ge=1)
 
 
+class ModelsQuery(PageQuery):
+    status: Status | None = Field(None, description="only runs in this status")
+    algorithm: Literal["dqn", "ppo", "sac"] | None = Field(
+        None, description="only runs of this algorithm"
+    )
+
+
 FiniteNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
@@ -352,6 +359,17 @@ class TestModelOut(BaseModel):
 class HealthOut(BaseModel):
     database: bool
     broker: bool
+
+
+class PresetOut(BaseModel):
+    name: str = Field(description="the file name without .yaml")
+    file: str
+    description: str = Field(description="the first sentence of the file's comment")
+    values: dict[str, Any] = Field(description="POST /train/ fields, as the file gives them")
+
+
+class PresetList(BaseModel):
+    presets: list[PresetOut]
 
 
 class MetricsOut(BaseModel):

@@ -10,10 +10,11 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from schemas import api
-from web import views
+from web import dashboard, views
 from web.assistant.view import training_assistant
 from web.http import Handler
 from web.metrics import metrics
+from web.presets import list_presets
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ ROUTES: tuple[Route, ...] = (
           query=api.ReplayQuery, errors=(400, 404, 409, 422), enveloped=False,
           media_type="image/gif", tags=("inference",)),
     Route("GET", "/models/", views.list_models, "The user's training runs, newest first",
-          query=api.PageQuery, data=api.ModelPage, errors=(400,), tags=("runs",)),
+          query=api.ModelsQuery, data=api.ModelPage, errors=(400,), tags=("runs",)),
     Route("GET", "/models/{model_id}/", views.model_detail, "One training run",
           data=api.ModelDetail, errors=(400, 404), tags=("runs",)),
     Route("GET", "/models/{model_id}/train-data/", views.train_data,
@@ -71,6 +72,12 @@ ROUTES: tuple[Route, ...] = (
           media_type="text/plain", tags=("assistant",)),
     Route("GET", "/metrics", metrics, "Counters of the event log and of rejected messages",
           data=api.MetricsOut, tags=("service",)),
+    Route("GET", "/presets/", list_presets,
+          "Training presets (configs/*.yaml): POST /train/ fields to start a run from",
+          data=api.PresetList, tags=("runs",)),
+    Route("GET", "/", dashboard.index,
+          "The browser dashboard (its scripts and styles are under /static/)",
+          public=True, enveloped=False, media_type="text/html", tags=("dashboard",)),
     Route("GET", "/healthz", views.healthz, "Database and broker reachability",
           data=api.HealthOut, errors=(503,), public=True, tags=("service",)),
     Route("GET", "/openapi.json", views.openapi, "This API as an OpenAPI 3.1 document",
@@ -84,6 +91,10 @@ def path_variants(path: str) -> tuple[str, ...]:
     return (path,)
 
 
+# The dashboard's files: public, and not part of the API document.
+STATIC_ROUTE = dashboard.STATIC_PREFIX + "{path:.+}"
+
+
 def setup_routes(app: web.Application) -> frozenset[str]:
     """Register every route; return the set of paths that need no session."""
     public: set[str] = set()
@@ -92,4 +103,6 @@ def setup_routes(app: web.Application) -> frozenset[str]:
             app.router.add_route(route.method, path, route.handler)
             if route.public:
                 public.add(path)
+    static = app.router.add_route("GET", STATIC_ROUTE, dashboard.static_file)
+    public.add(static.resource.canonical)
     return frozenset(public)

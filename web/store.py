@@ -216,16 +216,23 @@ class Page:
 
 
 def list_models(
-    db: DbSession, owner_id: int, page: int, page_size: int
+    db: DbSession,
+    owner_id: int,
+    page: int,
+    page_size: int,
+    status: str | None = None,
+    algorithm: str | None = None,
 ) -> tuple[Page, list[dict[str, Any]]]:
-    total = db.scalar(select(func.count()).select_from(Model).where(Model.owner_id == owner_id))
+    """The owner's runs, newest first, optionally only those of a status / algorithm."""
+    where = [Model.owner_id == owner_id]
+    if status is not None:
+        where.append(Model.status == status)
+    if algorithm is not None:
+        where.append(Model.algorithm == algorithm)
+    total = db.scalar(select(func.count()).select_from(Model).where(*where))
     p = Page(total or 0, page, page_size)
     rows = db.scalars(
-        select(Model)
-        .where(Model.owner_id == owner_id)
-        .order_by(Model.id.desc())
-        .offset(p.offset)
-        .limit(page_size)
+        select(Model).where(*where).order_by(Model.id.desc()).offset(p.offset).limit(page_size)
     )
     return p, [model_summary(m) for m in rows]
 

@@ -219,10 +219,15 @@ def _page_size(request: web.Request, query: api.PageQuery) -> int:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    query = parse_query(request, api.PageQuery)
+    query = parse_query(request, api.ModelsQuery)
     size = _page_size(request, query)
     page, models = await request.app[DB].run(
-        store.list_models, current_user(request).id, query.page, size
+        store.list_models,
+        current_user(request).id,
+        query.page,
+        size,
+        query.status,
+        query.algorithm,
     )
     data = {
         "total": page.total,
