@@ -9,23 +9,37 @@ and watches over them until they exit.
 - `run.<id>.stop` (every agent hears every stop): the run's actors here get `stop_grace`
   seconds to finish by themselves, then SIGTERM, then SIGKILL.
 - A rollout worker that dies is started again as a new incarnation, up to
-  `max_restarts` times; a trainer or buffer that dies fails the run, with the error as
-  the reason, and stops its other actors.
+  `max_restarts` times. A trainer or buffer killed by a signal (kill -9, the OOM killer)
+  is started again too: the trainer continues from the checkpoint it keeps in this
+  agent's work directory (weights, optimiser, counters); the buffer starts empty. A
+  trainer or buffer that raised has reported its error as the run's failure itself; the
+  agent stops the run's other actors.
+- Every `heartbeat_seconds` it sends a `heartbeat` event for each run it hosts actors
+  of; the web service fails a running run whose heartbeats stop (web/supervise.py).
+  Its actors leave when the agent dies (actors/runner.py), so none is left orphaned.
+- A `run.start` of a run it already hosts is ignored (the web service sends the start
+  of a run again when it stayed queued).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
+from actors.base import Every
 from actors.launch import ActorId
 from broker.abc import Declined
 from broker.topology import Topology
 from schemas.messages import (
     BadMessage,
+    Heartbeat,
     RunSpec,
     SpawnActor,
     StartRun,
@@ -59,6 +73,7 @@ class Agent:
         max_restarts: int = 3,
         stop_grace: float = 3.0,
         kill_grace: float = 1.0,
+        heartbeat_seconds: float = 2.0,
     ):
         self.bus = bus
         self.topology = topology
@@ -70,6 +85,7 @@ class Agent:
         self.children: list[Supervised] = []
         self.stopped_runs: dict[int, float] = {}
         self.started = threading.Event()
+        self.heartbeat_due = Every(heartbeat_seconds)
 
     # ---- main loop ---------------------------------------------------------------------------
 
@@ -87,6 +103,8 @@ class Agent:
                 self.bus.poll(0.2)
                 try:
                     self.supervise()
+                    if self.heartbeat_due():
+                        self.send_heartbeats()
                 except Exception:  # a bug here must not orphan every actor of this agent
                     log.exception("supervising failed; carrying on")
         finally:
@@ -103,6 +121,9 @@ class Agent:
             entry.child.reap()
         self.children.clear()
         self.bus.close()
+        work_dir = getattr(self.launcher, "work_dir", None)
+        if work_dir and getattr(self.launcher, "owns_work_dir", False):
+            shutil.rmtree(work_dir, ignore_errors=True)
 
     # ---- commands ------------------------------------------------------------------------------
 
@@ -121,6 +142,9 @@ class Agent:
     def start_run(self, spec: RunSpec) -> None:
         if spec.run_id in self.stopped_runs:
             log.info("run %d was stopped before it started; not starting it", spec.run_id)
+            return
+        if any(e.ident.run_id == spec.run_id and e.ident.role == "trainer" for e in self.children):
+            log.info("run %d already runs here; ignoring its start", spec.run_id)
             return
         self.launch(ActorId("trainer", spec.run_id), spec)
         self.launch(ActorId("buffer", spec.run_id), spec)
@@ -183,13 +207,20 @@ class Agent:
         run_id, code = entry.ident.run_id, entry.child.exit_code
         if code == 0 or run_id in self.stopped_runs:
             log.info("%s exited (%s)", entry.ident, code)
+            if code == 0 and entry.ident.role == "trainer":
+                self.forget_run_files(run_id)
             return
         error = entry.child.error()
-        if entry.ident.role == "rollout" and entry.restarts < self.max_restarts:
-            ident = ActorId("rollout", run_id, entry.ident.worker, entry.ident.incarnation + 1)
+        # A rollout worker is restarted whatever ended it; a trainer or buffer only when
+        # a signal did (one that raised has already failed the run and stopped it).
+        killed = code is not None and code < 0
+        if (entry.ident.role == "rollout" or killed) and entry.restarts < self.max_restarts:
+            ident = ActorId(
+                entry.ident.role, run_id, entry.ident.worker, entry.ident.incarnation + 1
+            )
             log.warning("%s died (%s); restarting it as %s", entry.ident, error, ident)
             self.launch(ident, entry.spec, entry.restarts + 1)
-            self.report(run_id, "running", f"{entry.ident} died ({error}); restarted")
+            self.report(run_id, "running", f"{entry.ident} died ({error}); restarted as {ident}")
             return
         reason = f"{entry.ident} failed: {error}"
         log.error("run %d failed: %s", run_id, reason)
@@ -200,6 +231,27 @@ class Agent:
             StopRun(run_id=run_id, status="failed", reason=reason),
         )
         self.stopped_runs[run_id] = time.monotonic()
+
+    def forget_run_files(self, run_id: int) -> None:
+        """The trainer's local checkpoint of a run that ended here is no longer needed."""
+        work_dir = getattr(self.launcher, "work_dir", None)
+        if work_dir:
+            shutil.rmtree(Path(work_dir) / f"run-{run_id}", ignore_errors=True)
+
+    def send_heartbeats(self) -> None:
+        """One heartbeat per run this agent hosts actors of. Transient: a lost one is
+        followed by the next, and the agent must not wait for the broker."""
+        runs = {e.ident.run_id for e in self.children} - set(self.stopped_runs)
+        for run_id in sorted(runs):
+            beat = Heartbeat(
+                run_id=run_id, actor=self.name, host=socket.gethostname(), pid=os.getpid()
+            )
+            self.bus.publish_message(
+                self.topology.events,
+                self.topology.event_key(run_id, "heartbeat"),
+                beat,
+                persistent=False,
+            )
 
     def report(self, run_id: int, status: str, reason: str) -> None:
         self.bus.publish_message(

@@ -49,6 +49,7 @@ class Actor:
         incarnation: int = 0,
         stop_event: threading.Event | None = None,
         agent: str = "",
+        work_dir: str | None = None,
     ):
         self.spec = spec
         self.run_id = spec.run_id
@@ -59,6 +60,7 @@ class Actor:
         self.stop_event = stop_event or threading.Event()
         self.stop_request: StopRun | None = None
         self.agent = agent
+        self.work_dir = work_dir  # the agent's directory for what survives a restart
         self.name = f"{self.role}-{self.run_id}-{worker}.{incarnation}" + (
             f"@{agent}" if agent else ""
         )

@@ -8,11 +8,16 @@ replay ratio a setting rather than an accident of process speeds:
   buffer), as Reverb's SampleToInsertRatio does: when inserts run ahead they wait in a
   bounded backlog (oldest dropped and counted), when samples run ahead they wait;
 - the trainer grants credit (`run.<id>.credit`) for the frames it has consumed, and at
-  most `IN_FLIGHT` frames are outstanding, so the samples queue never floods.
+  most `IN_FLIGHT` frames are outstanding, so the samples queue never floods. Credit
+  that does not come for `CREDIT_TIMEOUT_S` while frames are outstanding (they or their
+  credit were lost: a broker restart, a trainer killed) is given up on: the frames are
+  counted as consumed, so the run goes on.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import deque
 
 import numpy as np
@@ -33,6 +38,9 @@ from schemas.messages import (
 BATCHES_PER_FRAME = 4  # minibatches per samples frame
 IN_FLIGHT = 4  # sample frames the trainer may have unconsumed
 BACKLOG_FRAMES = 64  # experience frames held while the rate limiter blocks inserts
+CREDIT_TIMEOUT_S = 10.0  # outstanding frames without credit this long are taken as lost
+
+log = logging.getLogger("runt.buffer")
 
 
 class Buffer(Actor):
@@ -56,6 +64,7 @@ class Buffer(Actor):
         self.dropped = 0
         self.published = 0
         self.consumed = 0
+        self.waiting_since: float | None = None  # for credit, with IN_FLIGHT frames out
         self.worker_steps: dict[tuple[int, int], int] = {}
         self.experience_version = 0
 
@@ -95,6 +104,19 @@ class Buffer(Actor):
     def step(self) -> None:
         worked = self.insert_backlog() + self.send_samples()
         self.bus.poll(0 if worked else 0.002)
+        self.check_credit()
+
+    def check_credit(self) -> None:
+        if self.published - self.consumed < IN_FLIGHT:
+            self.waiting_since = None
+        elif self.waiting_since is None:
+            self.waiting_since = time.monotonic()
+        elif time.monotonic() - self.waiting_since > CREDIT_TIMEOUT_S:
+            log.warning(
+                "%s: no credit for %d frames in %.0f s; taking them as lost",
+                self.name, self.published - self.consumed, CREDIT_TIMEOUT_S,
+            )  # fmt: skip
+            self.consumed, self.waiting_since = self.published, None
 
     def insert_backlog(self) -> int:
         inserted = 0

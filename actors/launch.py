@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ class ActorId:
         return f"{self.role}-{self.run_id}-{self.worker}.{self.incarnation}"
 
 
-def runner_args(ident: ActorId, agent: str) -> list[str]:
+def runner_args(ident: ActorId, agent: str, work_dir: str) -> list[str]:
     """The arguments of `python -m actors.runner` for one actor."""
     return [
         "--role",
@@ -42,6 +43,8 @@ def runner_args(ident: ActorId, agent: str) -> list[str]:
         str(ident.incarnation),
         "--agent",
         agent,
+        "--work-dir",
+        work_dir,
     ]
 
 
@@ -49,10 +52,12 @@ class ProcessChild(CapturedStderr):
     """An actor in its own Python process: `python -m actors.runner`, spec on stdin,
     broker settings from the environment (never on the command line)."""
 
-    def __init__(self, ident: ActorId, spec: RunSpec, agent: str, env: dict[str, str]):
+    def __init__(
+        self, ident: ActorId, spec: RunSpec, agent: str, env: dict[str, str], work_dir: str
+    ):
         super().__init__()
         self.ident = ident
-        command = [sys.executable, "-m", "actors.runner", *runner_args(ident, agent)]
+        command = [sys.executable, "-m", "actors.runner", *runner_args(ident, agent, work_dir)]
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             command, stdin=subprocess.PIPE, stderr=self._stderr, env=env
         )
@@ -128,14 +133,28 @@ class ThreadChild:
 
 
 class ProcessLauncher:
-    def __init__(self, agent: str, env: dict[str, str] | None = None, *, fork: bool | None = None):
+    """Actor processes of one agent. `work_dir` (default: a temporary directory the agent
+    removes when it exits) holds what a restarted actor continues from: the trainer's
+    local checkpoint, `run-<id>/trainer.safetensors`."""
+
+    def __init__(
+        self,
+        agent: str,
+        env: dict[str, str] | None = None,
+        work_dir: str | None = None,
+        *,
+        fork: bool | None = None,
+    ):
         self.agent = agent
+        self.owns_work_dir = work_dir is None
+        self.work_dir = work_dir or tempfile.mkdtemp(prefix=f"runt-{agent}-")
         self.env = dict(os.environ if env is None else env)
         # Make `python -m actors.runner` importable from a source checkout too.
         root = str(Path(__file__).resolve().parents[1])
         self.env["PYTHONPATH"] = os.pathsep.join(
             p for p in (root, self.env.get("PYTHONPATH", "")) if p
         )
+
         # Actors are forked from this process once it has imported what they need
         # (actors/forked.py): ~0.1 s to start one instead of seconds of imports each.
         self.fork = can_fork() if fork is None else fork
@@ -144,9 +163,9 @@ class ProcessLauncher:
 
     def launch(self, ident: ActorId, spec: RunSpec) -> ProcessChild | ForkedChild:
         if self.fork:
-            argv = runner_args(ident, self.agent)
+            argv = runner_args(ident, self.agent, self.work_dir)
             return ForkedChild(str(ident), ident.role, argv, spec, self.env)
-        return ProcessChild(ident, spec, self.agent, self.env)
+        return ProcessChild(ident, spec, self.agent, self.env, self.work_dir)
 
 
 class ThreadLauncher:

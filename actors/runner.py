@@ -1,7 +1,9 @@
 """Entry point of an actor process: `python -m actors.runner --role R ...` with the run's
 spec as JSON on stdin and the broker settings in RUNT_* environment variables.
 
-SIGTERM asks the actor to finish (the trainer still writes its final checkpoint)."""
+SIGTERM asks the actor to finish (the trainer still writes its final checkpoint). An
+actor whose agent is gone leaves at once, without a word: it was the agent's to watch,
+and the web service fails the run when the agent's heartbeats stop."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import torch
 
@@ -28,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", type=int, default=0)
     parser.add_argument("--incarnation", type=int, default=0)
     parser.add_argument("--agent", default="")
+    parser.add_argument("--work-dir", default=None, help="where a restarted actor continues from")
     args = parser.parse_args(argv)
+    watch_parent(os.getppid())
 
     cfg = load_config()
     setup_logging(cfg.log_level, cfg.log_format)
@@ -54,12 +59,26 @@ def main(argv: list[str] | None = None) -> int:
         incarnation=args.incarnation,
         stop_event=stop_event,
         agent=args.agent,
+        work_dir=args.work_dir,
     )
     try:
         actor.run()
     except Exception:
         return 1
     return 0
+
+
+def watch_parent(parent: int, every: float = 0.5) -> None:
+    """Leave as soon as the process that started this one (the agent) has gone: an
+    orphaned trainer would go on publishing for a run nobody supervises."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        logging.getLogger("runt.actor").error("the agent (pid %d) is gone; leaving", parent)
+        exit_now(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def exit_now(code: int) -> None:

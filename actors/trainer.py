@@ -7,6 +7,11 @@ version). It publishes new policy weights every `weights_publish_interval` updat
 (on-policy: after every update) with an increasing version, reports metrics every few
 seconds, evaluates the greedy policy every `eval_interval_updates` updates, and
 checkpoints when it starts (the policy it begins with), every 30 s and at the end.
+It also keeps its latest state in a local checkpoint in the agent's work directory
+(every few seconds): a trainer the agent restarts after a kill continues from there
+(weights, optimiser, update count, env steps, the episodes counted, the policy version),
+and its weights carry its incarnation as `epoch`, so workers take them even where the
+lost trainer had published higher versions. The buffer's contents are not kept.
 It counts the run's training episodes from the episode events; when `target_episode`
 is reached, or an evaluation mean reaches `stop_reward`, it ends the run: final
 checkpoint, status `completed`, and a stop command that every actor of the run obeys.
@@ -14,10 +19,13 @@ checkpoint, status `completed`, and a stop command that every actor of the run o
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -48,6 +56,7 @@ METRICS_EVERY_S = 2.0
 CHECKPOINT_EVERY_S = 30.0
 WEIGHTS_REPEAT_S = 1.0  # weights are sent again this often when no new version is due
 RESUME_TIMEOUT_S = 60.0
+LOCAL_CHECKPOINT_EVERY_S = 3.0  # the state a restarted trainer continues from
 
 
 class Trainer(Actor):
@@ -75,10 +84,19 @@ class Trainer(Actor):
         self.checkpoints = 0
         self.metrics_due = Every(METRICS_EVERY_S)
         self.checkpoint_due = Every(CHECKPOINT_EVERY_S)
+        self.local_checkpoint_due = Every(LOCAL_CHECKPOINT_EVERY_S)
+        self.saved_updates = -1
         self.rate_mark = (time.monotonic(), 0, 0)  # time, env steps, updates
 
         self.weights_sent_at = 0.0
-        if self.spec.resume is not None:
+        started = f"{self.name} learning"
+        if self.incarnation > 0 and self.restore_local():
+            started = (
+                f"{self.name} restarted from its checkpoint: {self.learner.updates} updates, "
+                f"{self.env_steps} env steps, {len(self.episodes)} episodes, "
+                f"policy version {self.learner.updates // self.config.weights_publish_interval}"
+            )
+        elif self.spec.resume is not None:
             self.restore()
         self.publish_weights()  # a resumed policy, or version 0 for late joiners
         self.publish_checkpoint(final=False)  # the starting point, to compare against
@@ -92,7 +110,53 @@ class Trainer(Actor):
         )
         self.bus.declare(tap)
         self.bus.consume(tap, self.on_episode, prefetch=500)
-        self.publish_status("running", f"{self.name} learning")
+        self.publish_status("running", started)
+
+    @property
+    def local_checkpoint(self) -> Path | None:
+        if not self.work_dir:
+            return None  # embedded: a thread is never restarted
+        return Path(self.work_dir) / f"run-{self.run_id}" / "trainer.safetensors"
+
+    def save_local(self) -> None:
+        """The learner state and the trainer's counters, atomically replaced."""
+        path = self.local_checkpoint
+        if path is None:
+            return
+        from safetensors.numpy import save
+
+        episodes = np.array(sorted(self.episodes), dtype=np.int64).reshape(-1, 3)
+        learner = np.frombuffer(state_to_bytes(self.learner.state()), dtype=np.uint8)
+        counters = {"env_steps": self.env_steps, "env_steps_offset": self.env_steps_offset}
+        data = save(
+            {"learner": learner, "episodes": episodes},
+            metadata={"counters": json.dumps(counters)},
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+        self.saved_updates = self.learner.updates
+
+    def restore_local(self) -> bool:
+        """Continue from the local checkpoint of an earlier incarnation, if there is one."""
+        path = self.local_checkpoint
+        if path is None or not path.exists():
+            log.warning("%s: no local checkpoint to continue from", self.name)
+            return False
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as stored:
+            counters = json.loads(stored.metadata()["counters"])
+            learner = stored.get_tensor("learner")
+            episodes = stored.get_tensor("episodes")
+        self.learner.load_state(bytes_to_state(learner.tobytes()))
+        self.episodes = {tuple(int(x) for x in row) for row in episodes}
+        self.env_steps = counters["env_steps"]
+        self.env_steps_offset = counters["env_steps_offset"]
+        self.next_eval = self.learner.updates + self.config.eval_interval_updates
+        log.info("%s continues from %s (%d updates)", self.name, path, self.learner.updates)
+        return True
 
     def restore(self, timeout: float = RESUME_TIMEOUT_S) -> None:
         """Continue from the checkpoint on the run's resume queue: networks, optimiser,
@@ -146,10 +210,12 @@ class Trainer(Actor):
         for minibatch in np.array_split(np.arange(frame.batch_size), header.batches):
             self.record(self.learner.update(Transition(*(field[minibatch] for field in frame))))
         self.frames += 1
+        # Credit in the buffer's own numbering: frames lost on the way (a broker restart)
+        # or consumed by an earlier incarnation of this trainer count as consumed.
         self.bus.publish(
             self.topology.data,
             self.topology.data_key(self.run_id, "credit"),
-            CreditGranted(run_id=self.run_id, consumed=self.frames).encode(),
+            CreditGranted(run_id=self.run_id, consumed=header.seq + 1).encode(),
         )
 
     def learn_from_batch(self, header: TrainingBatchHeader, arrays: dict) -> None:
@@ -200,6 +266,8 @@ class Trainer(Actor):
             self.publish_metrics()
         if self.checkpoint_due() and self.learner.updates > updates_before:
             self.publish_checkpoint(final=False)
+        elif self.learner.updates > self.saved_updates and self.local_checkpoint_due():
+            self.save_local()
 
     def publish_weights(self) -> None:
         self.version = self.learner.updates // self.config.weights_publish_interval
@@ -209,7 +277,8 @@ class Trainer(Actor):
             self.topology.data,
             self.topology.data_key(self.run_id, "weights"),
             encode_frame(
-                WeightsHeader(run_id=self.run_id, version=self.version), {"safetensors": blob}
+                WeightsHeader(run_id=self.run_id, version=self.version, epoch=self.incarnation),
+                {"safetensors": blob},
             ),
         )
 
@@ -306,6 +375,7 @@ class Trainer(Actor):
                 weights=state_to_bytes(self.learner.state()),
             )
         )
+        self.save_local()
 
     def finish(self) -> None:
         """Final checkpoint, then the run's end: completed here, or as the stop said."""

@@ -89,6 +89,18 @@ class AssistantConfig(_Section):
         return bool(self.llm_base_url and self.llm_model)
 
 
+class SupervisionConfig(_Section):
+    """How runs are watched: agents' heartbeats and starts nobody took."""
+
+    heartbeat_seconds: float = Field(2, gt=0, le=60, description="an agent's heartbeat period")
+    heartbeat_timeout_seconds: float = Field(
+        15, gt=0, description="a running run whose agent is silent this long is failed"
+    )
+    start_retry_seconds: float = Field(
+        60, gt=0, description="a run still queued this long gets its start command again"
+    )
+
+
 class TrainingConfig(_Section):
     """What runs may import, and where trainers write metric files."""
 
@@ -125,6 +137,7 @@ class Config(_Section):
     api: ApiConfig = ApiConfig()
     auth: AuthConfig = AuthConfig()
     assistant: AssistantConfig = AssistantConfig()
+    supervision: SupervisionConfig = SupervisionConfig()
     training: TrainingConfig = TrainingConfig()
 
     @field_validator("secret_key")

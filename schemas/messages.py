@@ -242,6 +242,9 @@ class CheckpointSaved(RunEvent):
 
 
 class Heartbeat(RunEvent):
+    """An agent still hosts actors of the run (sent every `supervision.heartbeat_seconds`).
+    The event log fails a running run whose heartbeats stop."""
+
     type: Literal["heartbeat"] = "heartbeat"
     actor: str
     host: str
@@ -312,6 +315,9 @@ class WeightsHeader(Message):
     type: Literal["weights"] = "weights"
     run_id: int
     version: int
+    epoch: int = Field(
+        0, ge=0, description="the trainer's incarnation: a restarted trainer's weights win"
+    )
 
 
 class ResumeHeader(Message):

@@ -292,3 +292,25 @@ async def test_a_module_env_id_is_a_400_unless_allowed(alice: Api):
     allowed = {**RUN, "algorithm": "dqn", "env_id": f"tests.custom_nets:{TEST_ENV_ID}"}
     status, answer = await alice.post("/train/", json=allowed)
     assert status == 201, answer
+
+
+def test_a_yaml_run_file_carries_policy_and_sinks(tmp_path):
+    """`runt train FILE.yaml` posts the file's mapping as it is."""
+    from schemas.api import TrainRequest
+    from web.client import load_run_file
+
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(
+        "algorithm: ppo\nenv_id: CartPole-v1\ntarget_episode: 50\n"
+        "policy:\n  path: actors.networks:MLPTorso\n  kwargs: {hidden: [32], layer_norm: true}\n"
+        "metric_sinks: {tensorboard: true}\n"
+    )
+    request = TrainRequest.model_validate(load_run_file(run_file))
+    assert request.policy == PolicyRef(
+        path=TORSO["path"].replace(".MLP", ":MLP"),
+        kwargs={
+            "hidden": [32],
+            "layer_norm": True,
+        },
+    )
+    assert request.metric_sinks.tensorboard and request.metric_sinks.wandb is None

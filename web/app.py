@@ -25,6 +25,7 @@ from web.eventlog import EventLog
 from web.http import ApiError, Handler, errors_middleware, on_prepare
 from web.inference import PolicyCache
 from web.routes import setup_routes
+from web.supervise import Supervisor
 from web.typedefs import (
     BROKER,
     CONFIG,
@@ -99,10 +100,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[BROKER].start()
     app[EVENTLOG] = EventLog(app[DB], app[BROKER], app[TOPOLOGY])
     starter = asyncio.create_task(_start_event_log(app[EVENTLOG]), name="event-log")
+    supervisor = Supervisor(app[DB], app[BROKER], app[TOPOLOGY], app[EVENTLOG], cfg.supervision)
+    watcher = asyncio.create_task(supervisor.run(), name="supervisor")
     yield
-    starter.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await starter
+    for task in (starter, watcher):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await app[BROKER].close()
     app[DB].close()
 

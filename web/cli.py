@@ -224,6 +224,7 @@ def cmd_agent(cfg: Config, args: argparse.Namespace) -> int:
         ProcessLauncher(name, actor_environment(cfg, args.config)),
         name=name,
         max_restarts=args.max_restarts,
+        heartbeat_seconds=cfg.supervision.heartbeat_seconds,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -250,6 +251,7 @@ def start_embedded_agent(cfg: Config):
             "embedded", lambda name: make_bus(cfg.broker.url, topology, name=name), topology
         ),
         name="embedded",
+        heartbeat_seconds=cfg.supervision.heartbeat_seconds,
     )
     stop = threading.Event()
     threading.Thread(target=agent.run, args=(stop,), name="agent", daemon=True).start()

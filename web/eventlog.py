@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -48,6 +49,9 @@ class EventLog:
         self.max_retry_seconds = max_retry_seconds
         self.counts: Counter = Counter()
         self.listeners: list[Listener] = []
+        # Since when writes have succeeded (monotonic); None while the database is away.
+        # web/supervise.py judges heartbeats only once the log has kept up for a while.
+        self.healthy_since: float | None = time.monotonic()
 
     async def start(self) -> None:
         await self.bus.declare(self.queue)
@@ -83,7 +87,10 @@ class EventLog:
         conflicts = 0
         while True:
             try:
-                return await self.db.run(apply_events, events)
+                stored = await self.db.run(apply_events, events)
+                if self.healthy_since is None:
+                    self.healthy_since = time.monotonic()
+                return stored
             except IntegrityError:
                 # Another consumer stored some of these first; the retry skips them.
                 conflicts += 1
@@ -93,6 +100,7 @@ class EventLog:
                 if not exc.connection_invalidated and not _is_connection_error(exc):
                     raise
                 log.warning("database unavailable (%s); retrying in %.0f s", exc.orig, delay)
+                self.healthy_since = None
                 self.counts["db_retries"] += 1
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_seconds)

@@ -36,6 +36,7 @@ from web.tables import (
     TrainingData,
     utcnow,
 )
+from web.tables import Heartbeat as HeartbeatRow
 
 SMOOTHING = 0.95  # weight of the previous smoothed reward, as RUNT computed it
 TERMINAL = frozenset({"completed", "stopped", "failed"})
@@ -73,7 +74,7 @@ def _apply_run(db: DbSession, model: Model, events: list[RunEvent], counts: Coun
     _store_by_event_id(db, model, [e for e in events if isinstance(e, EvaluationFinished)], counts)
     _store_by_event_id(db, model, [e for e in events if isinstance(e, StatusChanged)], counts)
     _store_checkpoints(db, model, [e for e in events if isinstance(e, CheckpointSaved)], counts)
-    counts["heartbeat"] += sum(isinstance(e, Heartbeat) for e in events)
+    _store_heartbeats(db, model, [e for e in events if isinstance(e, Heartbeat)], counts)
 
 
 def _store_episodes(
@@ -227,3 +228,27 @@ def _store_checkpoints(
             )
         )
         counts["checkpoint"] += 1
+
+
+def _store_heartbeats(db: DbSession, model: Model, beats: list[Heartbeat], counts: Counter) -> None:
+    """Remember when each agent last vouched for the run (web/supervise.py reads it).
+    The model row is locked, so the read-then-write cannot race another consumer."""
+    if not beats:
+        return
+    rows = {
+        row.agent: row
+        for row in db.scalars(
+            select(HeartbeatRow).where(
+                HeartbeatRow.model_id == model.id,
+                HeartbeatRow.agent.in_({beat.actor for beat in beats}),
+            )
+        )
+    }
+    now = utcnow()
+    for beat in beats:
+        row = rows.get(beat.actor)
+        if row is None:
+            row = rows[beat.actor] = HeartbeatRow(model_id=model.id, agent=beat.actor)
+            db.add(row)
+        row.host, row.pid, row.last_seen = beat.host[:255], beat.pid, now
+    counts["heartbeat"] += len(beats)

@@ -206,3 +206,18 @@ class StatusChange(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str | None] = mapped_column(String(100))
     create_time: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Heartbeat(Base):
+    """When an agent last said it hosts actors of a run (one row per run and agent)."""
+
+    __tablename__ = "heartbeats"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    model_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
