@@ -193,3 +193,56 @@ async def test_bad_filters_are_400s_naming_the_field(alice: Api, query, field):
     status, body = await alice.get(f"/models/?{query}")
     assert status == 400, body
     assert body["message"].startswith(f"{field}:"), body["message"]
+
+
+# ---- the live stream when the page goes away -------------------------------------------------
+
+
+async def test_a_client_leaving_the_event_stream_ends_it_quietly(config, make_user, caplog):
+    """The dashboard closes a run's stream whenever it leaves the run's page; the service
+    then stops forwarding to it, without an error. Served as `runt web` serves (handlers
+    are not cancelled when a client leaves; the test client's server would cancel them)."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    from schemas.messages import EpisodeFinished
+    from tests.conftest import PASSWORD
+    from web.app import init_app
+    from web.typedefs import BROKER, EVENTLOG, TOPOLOGY
+
+    make_user("alice")
+    app = init_app(config)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            login = {"username": "alice", "password": PASSWORD}
+            async with http.post(f"{base}/login/", json=login) as resp:
+                token = (await resp.json())["data"]["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            async with http.post(f"{base}/train/", json=RUN, headers=auth) as resp:
+                run_id = (await resp.json())["data"]["id"]
+            listeners = app[EVENTLOG].listeners
+            before = len(listeners)
+            resp = await http.get(f"{base}/models/{run_id}/events", headers=auth)
+            assert (await resp.content.readline()).startswith(b": connected")
+            assert len(listeners) == before + 1
+            resp.close()
+            for seq in range(50):
+                if len(listeners) == before:
+                    break
+                event = EpisodeFinished(run_id=run_id, worker=0, seq=seq, reward=1.0, length=1)
+                topology = app[TOPOLOGY]
+                await app[BROKER].publish_message(
+                    topology.events, topology.event_key(run_id, event.type), event
+                )
+                await asyncio.sleep(0.1)
+            assert len(listeners) == before
+    finally:
+        await runner.cleanup()
+    assert "unhandled error" not in caplog.text

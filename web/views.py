@@ -297,6 +297,8 @@ async def model_events(request: web.Request) -> web.StreamResponse:
                 continue
             data = event.model_dump(mode="json", exclude={"weights"})
             await response.write(f"event: {event.type}\ndata: {json.dumps(data)}\n\n".encode())
+    except ConnectionResetError:
+        pass  # the client went away (a dashboard left the run's page): the normal end
     finally:
         listeners.remove(on_events)
     return response
