@@ -311,12 +311,23 @@ class EvaluationOut(BaseModel):
     create_time: UtcDatetime
 
 
+class StatusChangeOut(BaseModel):
+    status: Status
+    reason: str | None
+    actor: str | None = Field(description="who changed it: an actor, an agent or `web`")
+    create_time: UtcDatetime
+
+
 class ModelDetail(ModelSummary):
     status_reason: str | None
     metrics: dict[str, Any] | None = Field(description="latest metrics event of the run")
     evaluations: list[EvaluationOut]
     best_eval_return: float | None
     last_eval_return: float | None
+    status_history: list[StatusChangeOut] = Field(
+        default_factory=list,
+        description="every status reported for the run, oldest first (restarts included)",
+    )
 
 
 class ModelPage(BaseModel):

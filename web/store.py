@@ -20,6 +20,7 @@ from web.tables import (
     Metric,
     Model,
     Session,
+    StatusChange,
     TrainingData,
     User,
     utcnow,
@@ -170,7 +171,14 @@ def run_spec(model: Model, resume: ResumeFrom | None = None) -> RunSpec:
 def mark_failed(db: DbSession, model_id: int, reason: str) -> None:
     model = db.get(Model, model_id)
     if model is not None:
-        model.status, model.status_reason = "failed", reason
+        set_status(db, model, "failed", reason)
+
+
+def set_status(db: DbSession, model: Model, status: str, reason: str | None) -> None:
+    """A status change the web service makes itself, recorded in the run's history like
+    the ones its actors report."""
+    model.status, model.status_reason = status, reason
+    db.add(StatusChange(model_id=model.id, status=status, reason=reason, actor="web"))
 
 
 def model_status(db: DbSession, owner_id: int, model_id: int) -> str | None:
@@ -194,9 +202,9 @@ def request_stop(db: DbSession, owner_id: int, model_id: int) -> tuple[str, bool
     if model.status not in ACTIVE_STATUSES:
         return model.status, False
     if model.status == "queued":
-        model.status, model.status_reason = "stopped", "stopped by the user before it started"
+        set_status(db, model, "stopped", "stopped by the user before it started")
     elif model.status == "running":
-        model.status = "stopping"
+        set_status(db, model, "stopping", "stop requested by the user")
     return model.status, True
 
 
@@ -267,7 +275,21 @@ def model_detail(db: DbSession, owner_id: int, model_id: int, recent: int = 20) 
         select(func.max(Evaluation.mean_return)).where(Evaluation.model_id == model_id)
     )
     out["last_eval_return"] = evals[0].mean_return if evals else None
+    out["status_history"] = status_history(db, model_id)
     return out
+
+
+def status_history(db: DbSession, model_id: int, limit: int = 200) -> list[dict[str, Any]]:
+    """The run's status changes, oldest first (the newest `limit` of them)."""
+    rows = db.execute(
+        select(
+            StatusChange.status, StatusChange.reason, StatusChange.actor, StatusChange.create_time
+        )
+        .where(StatusChange.model_id == model_id)
+        .order_by(StatusChange.id.desc())
+        .limit(limit)
+    ).all()
+    return [row._asdict() for row in reversed(rows)]
 
 
 def train_data_page(
