@@ -317,6 +317,8 @@ def test_a_run_from_login_to_advice_in_the_browser(playwright_browser, service):
     page.get_by_role("button", name="Stop training").click()
     expect(page.locator(".status-line .badge")).to_have_text("stopped", timeout=40_000)
     expect(page.get_by_role("button", name="Stop training")).to_be_hidden()
+    page.get_by_text("Status history").click()  # a <details>: its summary is a button
+    expect(page.locator(".history li").last).to_contain_text("stopped")
     shot(page, "06-stopped")
 
     # Inference from a given start: the chart and the table; a wrong observation's

@@ -48,6 +48,17 @@ function summaryView(model) {
   ]);
 }
 
+// Every status the run went through, oldest first; `open` keeps the list open on updates.
+function historyView(history, open) {
+  if (!history?.length) return null;
+  return h('details', { open }, h('summary', {}, `Status history (${history.length})`),
+    h('ol', { class: 'history' }, history.map((change) => h('li', {},
+      h('time', { datetime: change.create_time }, fmtTime(change.create_time)), ' ',
+      badge(change.status),
+      change.reason ? ` ${change.reason}` : '',
+      change.actor ? h('span', { class: 'muted' }, ` (${change.actor})`) : null))));
+}
+
 export async function renderModel(view, { args }) {
   const id = Number(args[0]);
   let model = await get(`/models/${id}/`);
@@ -58,6 +69,7 @@ export async function renderModel(view, { args }) {
   const stopButton = h('button', { type: 'button', class: 'danger' }, 'Stop training');
   const stopMessage = h('p', { class: 'action-message', role: 'status' });
   const summary = h('div');
+  const history = h('div');
   const metrics = h('div');
   const liveState = h('p', { class: 'live-state muted', role: 'status' }, 'Connecting…');
 
@@ -73,6 +85,8 @@ export async function renderModel(view, { args }) {
     }
     summary.replaceChildren(summaryView(model));
     metrics.replaceChildren(metricsView(model.metrics));
+    const open = history.querySelector('details')?.open ?? false;
+    history.replaceChildren(...[historyView(model.status_history, open)].filter(Boolean));
   };
   const reload = async () => {
     try {
@@ -108,7 +122,7 @@ export async function renderModel(view, { args }) {
     statusLine, stopMessage,
     h('div', { class: 'grid' },
       h('section', { class: 'panel', 'aria-labelledby': 'summary-h' },
-        h('h2', { id: 'summary-h' }, 'Run'), summary),
+        h('h2', { id: 'summary-h' }, 'Run'), summary, history),
       h('section', { class: 'panel', 'aria-labelledby': 'metrics-h' },
         h('h2', { id: 'metrics-h' }, 'Latest metrics'), metrics),
       chartSection,
