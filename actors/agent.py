@@ -9,11 +9,11 @@ and watches over them until they exit.
 - `run.<id>.stop` (every agent hears every stop): the run's actors here get `stop_grace`
   seconds to finish by themselves, then SIGTERM, then SIGKILL.
 - A rollout worker that dies is started again as a new incarnation, up to
-  `max_restarts` times. A trainer or buffer killed by a signal (kill -9, the OOM killer)
-  is started again too: the trainer continues from the checkpoint it keeps in this
-  agent's work directory (weights, optimiser, counters); the buffer starts empty. A
-  trainer or buffer that raised has reported its error as the run's failure itself; the
-  agent stops the run's other actors.
+  `max_restarts` times. A replay-path trainer killed by a signal (kill -9, the OOM
+  killer) is started again too and continues from the checkpoint it keeps in this
+  agent's work directory (weights, optimiser, counters). Any other trainer or buffer that
+  dies fails the run (one that raised has reported its error as the failure itself), and
+  the agent stops the run's other actors.
 - Every `heartbeat_seconds` it sends a `heartbeat` event for each run it hosts actors
   of; the web service fails a running run whose heartbeats stop (web/supervise.py).
   Its actors leave when the agent dies (actors/runner.py), so none is left orphaned.
@@ -211,10 +211,7 @@ class Agent:
                 self.forget_run_files(run_id)
             return
         error = entry.child.error()
-        # A rollout worker is restarted whatever ended it; a trainer or buffer only when
-        # a signal did (one that raised has already failed the run and stopped it).
-        killed = code is not None and code < 0
-        if (entry.ident.role == "rollout" or killed) and entry.restarts < self.max_restarts:
+        if self.restartable(entry, code) and entry.restarts < self.max_restarts:
             ident = ActorId(
                 entry.ident.role, run_id, entry.ident.worker, entry.ident.incarnation + 1
             )
@@ -231,6 +228,22 @@ class Agent:
             StopRun(run_id=run_id, status="failed", reason=reason),
         )
         self.stopped_runs[run_id] = time.monotonic()
+
+    @staticmethod
+    def restartable(entry: Supervised, code: int | None) -> bool:
+        """A rollout worker is restarted whatever ended it. A trainer only when a signal
+        killed it (one that raised has failed the run and stopped it already), and only on
+        the replay path: the replay buffer still holds experience to learn from, while an
+        on-policy buffer and its workers have moved past the versions it would restore.
+        A buffer is not restarted: empty, it would wait for more experience than workers
+        send before the learner moves on."""
+        if entry.ident.role == "rollout":
+            return True
+        if entry.ident.role != "trainer" or code is None or code >= 0:
+            return False
+        from actors.registry import algorithm_of  # the algorithms import torch
+
+        return algorithm_of(entry.spec).buffer == "replay"
 
     def forget_run_files(self, run_id: int) -> None:
         """The trainer's local checkpoint of a run that ended here is no longer needed."""

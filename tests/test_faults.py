@@ -350,6 +350,23 @@ async def test_a_killed_trainer_continues_from_its_checkpoint(build, mysql_serve
     assert assert_episodes_match(stack, model, everything=False) == 1200
 
 
+async def test_a_killed_buffer_fails_the_run_with_the_reason(build, mysql_server):
+    """An empty replay buffer would wait for more experience than the workers send
+    before a newer policy, so a killed buffer is not restarted: the run fails, clearly."""
+    stack = await build(MYSQL_URL, AMQP_URL)
+    agent = stack.agents.start("solo")
+    model_id = await start_run(stack, target_episode=100_000)
+    await wait_for(stack.api, model_id, running_with(100), timeout=90, every=0.3)
+    (victim,) = actor_pids(agent.pid, "buffer")
+    os.kill(victim, signal.SIGKILL)
+
+    model = await wait_for(stack.api, model_id, lambda m: m["status"] in TERMINAL, timeout=30)
+    assert model["status"] == "failed"
+    assert model["status_reason"].startswith(f"buffer-{model_id}-0.0 failed"), model
+    await until(lambda: not child_pids(agent.pid), 10, "the run's other actors stop")
+    assert_episodes_match(stack, model, everything=True)
+
+
 # ---- 3. RabbitMQ restarted ---------------------------------------------------------------
 
 
