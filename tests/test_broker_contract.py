@@ -364,6 +364,19 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_after_bounded_tries
     assert web.counts["retried"] == DELIVERY_LIMIT - 1
 
 
+async def test_bad_frames_on_data_queues_are_dropped_and_counted(env: Env):
+    t, actor, frames = env.topology, env.bus("buffer"), []
+    actor.consume(t.experience(1), lambda d: frames.append(decode_frame(d.body)[0].worker))
+    good = encode_frame(ExperienceHeader(run_id=1, worker=3, policy_version=0), {})
+    for body in (b"not a frame", good):
+        actor.publish(t.data, t.data_key(1, "experience"), body)
+    await until(lambda: frames, actor)
+    await drain(actor)
+    assert frames == [3]
+    assert actor.counts["discarded"] == actor.counts["discarded.malformed"] == 1
+    assert actor.counts["dead_lettered"] == 0
+
+
 async def test_oversized_messages_are_dead_lettered_unread(env: Env):
     t = env.topology
     inspector, dead = collect_dead_letters(env)

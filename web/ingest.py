@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session as DbSession
 
 from schemas.messages import (
     CheckpointSaved,
     EpisodeFinished,
+    EpisodesFinished,
     EvaluationFinished,
     Heartbeat,
     MetricsReported,
@@ -57,19 +58,20 @@ def apply_events(db: DbSession, events: Sequence[RunEvent]) -> Counter:
     """Store a batch of events of any runs; returns counts of what was done."""
     counts: Counter = Counter()
     by_run: dict[int, list[RunEvent]] = defaultdict(list)
-    for event in expand_episodes(list(events)):
+    for event in events:
         by_run[event.run_id].append(event)
     for run_id in sorted(by_run):  # a fixed lock order keeps concurrent consumers deadlock-free
         model = db.scalar(select(Model).where(Model.id == run_id).with_for_update())
         if model is None:
-            counts["unknown_run"] += len(by_run[run_id])
+            counts["unknown_run"] += len(expand_episodes(by_run[run_id]))
             continue
         _apply_run(db, model, by_run[run_id], counts)
     return counts
 
 
 def _apply_run(db: DbSession, model: Model, events: list[RunEvent], counts: Counter) -> None:
-    _store_episodes(db, model, [e for e in events if isinstance(e, EpisodeFinished)], counts)
+    episodes = [e for e in events if isinstance(e, EpisodeFinished | EpisodesFinished)]
+    _store_episodes(db, model, episodes, counts)
     _store_by_event_id(db, model, [e for e in events if isinstance(e, MetricsReported)], counts)
     _store_by_event_id(db, model, [e for e in events if isinstance(e, EvaluationFinished)], counts)
     _store_by_event_id(db, model, [e for e in events if isinstance(e, StatusChanged)], counts)
@@ -77,54 +79,91 @@ def _apply_run(db: DbSession, model: Model, events: list[RunEvent], counts: Coun
     _store_heartbeats(db, model, [e for e in events if isinstance(e, Heartbeat)], counts)
 
 
-def _store_episodes(
-    db: DbSession, model: Model, episodes: list[EpisodeFinished], counts: Counter
-) -> None:
-    if not episodes:
-        return
-    origin = (TrainingData.worker, TrainingData.worker_incarnation, TrainingData.worker_seq)
-    keys = {(e.worker, e.incarnation, e.seq) for e in episodes}
-    stored = set(
-        db.execute(
-            select(*origin).where(TrainingData.model_id == model.id, tuple_(*origin).in_(keys))
-        ).all()
+def _episode_records(events: list) -> list[tuple[int, int, int, float, int]]:
+    """(worker, incarnation, seq, reward, length) of each episode, batches unpacked
+    without making an event object per episode."""
+    records = []
+    for event in events:
+        if isinstance(event, EpisodesFinished):
+            w, i = event.worker, event.incarnation
+            records.extend((w, i, r.seq, r.reward, r.length) for r in event.episodes)
+        else:
+            records.append((event.worker, event.incarnation, event.seq, event.reward, event.length))
+    return records
+
+
+def _stored_origins(db: DbSession, model_id: int, records: list) -> set[tuple[int, int, int]]:
+    """Which (worker, incarnation, seq) of `records` are stored already: one index range
+    per worker incarnation rather than one key per episode."""
+    ranges: dict[tuple[int, int], tuple[int, int]] = {}
+    for worker, incarnation, seq, _, _ in records:
+        low, high = ranges.get((worker, incarnation), (seq, seq))
+        ranges[(worker, incarnation)] = (min(low, seq), max(high, seq))
+    within = or_(
+        *(
+            and_(
+                TrainingData.worker == worker,
+                TrainingData.worker_incarnation == incarnation,
+                TrainingData.worker_seq.between(low, high),
+            )
+            for (worker, incarnation), (low, high) in ranges.items()
+        )
     )
+    origin = (TrainingData.worker, TrainingData.worker_incarnation, TrainingData.worker_seq)
+    found = db.execute(select(*origin).where(TrainingData.model_id == model_id, within))
+    return {tuple(row) for row in found}
+
+
+_EPISODE_COLUMNS = (
+    "model_id", "episode", "reward", "smoothed_reward", "length",
+    "worker", "worker_incarnation", "worker_seq", "create_time",
+)  # fmt: skip
+
+
+def _insert_episodes(db: DbSession, rows: list[tuple]) -> None:
+    """Rows as positional parameters straight to the driver, which sends them as one
+    multi-row INSERT: per-row work in the ORM and the SQL compiler cost more than the
+    database's own time (bench/ingest_throughput.py)."""
+    conn = db.connection()
+    dialect = conn.dialect
+    if not dialect.positional:  # pymysql takes `%s` markers and tuples too
+        dialect = type(dialect)(paramstyle="format")
+    compiled = insert(TrainingData.__table__).compile(
+        dialect=dialect, column_keys=list(_EPISODE_COLUMNS)
+    )
+    if tuple(compiled.positiontup or ()) != _EPISODE_COLUMNS:
+        raise RuntimeError(f"unexpected parameter order {compiled.positiontup}")
+    conn.exec_driver_sql(str(compiled), rows)
+
+
+def _store_episodes(db: DbSession, model: Model, events: list, counts: Counter) -> None:
+    records = _episode_records(events)
+    if not records:
+        return
+    stored = _stored_origins(db, model.id, records)
     smoothed = db.scalar(
         select(TrainingData.smoothed_reward).where(
             TrainingData.model_id == model.id, TrainingData.episode == model.current_episode
         )
     )
-    rows, now = [], utcnow()
-    for event in episodes:
-        key = (event.worker, event.incarnation, event.seq)
+    create_time = TrainingData.__table__.c.create_time.type.bind_processor(db.bind.dialect)
+    now = utcnow() if create_time is None else create_time(utcnow())
+    rows, episode, target = [], model.current_episode, model.target_episode
+    for worker, incarnation, seq, reward, length in records:
+        key = (worker, incarnation, seq)
         if key in stored:
             counts["episode_duplicate"] += 1
             continue
-        if model.current_episode >= model.target_episode:
+        if episode >= target:
             counts["episode_beyond_target"] += 1
             continue
         stored.add(key)
-        model.current_episode += 1
-        smoothed = (
-            event.reward
-            if smoothed is None
-            else SMOOTHING * smoothed + (1 - SMOOTHING) * event.reward
-        )
-        rows.append(
-            {
-                "model_id": model.id,
-                "episode": model.current_episode,
-                "reward": event.reward,
-                "smoothed_reward": smoothed,
-                "length": event.length,
-                "worker": event.worker,
-                "worker_incarnation": event.incarnation,
-                "worker_seq": event.seq,
-                "create_time": now,
-            }
-        )
+        episode += 1
+        smoothed = reward if smoothed is None else SMOOTHING * smoothed + (1 - SMOOTHING) * reward
+        rows.append((model.id, episode, reward, smoothed, length, worker, incarnation, seq, now))
     if rows:
-        db.execute(insert(TrainingData), rows)
+        _insert_episodes(db, rows)
+        model.current_episode = episode
         counts["episode"] += len(rows)
 
 

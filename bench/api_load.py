@@ -1,0 +1,262 @@
+"""API latency under load while runs train: 50 concurrent clients on `GET /models/` and
+`GET /models/<id>/train-data/`, with 4 runs training through `runt web` + `runt agent`.
+
+What it measures
+----------------
+The deployment path as in production: a `runt web` process and a `runt agent` process
+(whose actors are processes too) on RabbitMQ and MariaDB, under a fresh broker prefix
+and a database of their own. It submits `--runs` CartPole DQN runs (configs/
+dqn_cartpole.yaml with a target far away, so they train throughout), waits until they
+report episodes, then `--clients` clients, each with its own connection, send requests
+back to back for `--duration` seconds: half `GET /models/?page=1&page_size=20`, half
+`GET /models/<id>/train-data/?page=P&page_size=100` for a random run and its newest
+page. It prints p50/p90/p99/max latency per endpoint, requests/s and errors (anything
+but a 200, or no answer), first while the runs train, then again after they are stopped
+(the baseline: the same requests against the same data with nothing training), and the
+ratio of p99 against the target (p99 under 100 ms, zero errors).
+
+How to run
+----------
+With MariaDB on 127.0.0.1:3306 (root) and RabbitMQ on 127.0.0.1:5672 (guest), from the
+repository root::
+
+    .venv/bin/python bench/api_load.py [--clients 50] [--duration 20] [--runs 4]
+
+Processes are ended by their pid (and their actor children), the database is dropped
+and the broker prefix deleted at the end, also on failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import aiohttp
+from benchlib import (
+    DEFAULT_BROKER,
+    REPO,
+    child_pids,
+    delete_prefix,
+    end_process,
+    fresh_prefix,
+    interrupt_on_sigterm,
+    load_preset,
+    print_table,
+    run_queue_names,
+)
+from solve.common import PASSWORD, USERNAME
+from solve.runt import create_database, drop_database
+
+from broker.topology import Topology
+
+TARGET_P99_MS = 100.0
+SECRET = secrets.token_hex(32)  # this run's own session key
+DEFAULT_DB = "mysql+pymysql://root@127.0.0.1:3306/"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(command: list[str], env: dict[str, str], log) -> subprocess.Popen:
+    return subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+
+def service_env(database_url: str, broker: str, prefix: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNT_")}
+    env.update(
+        RUNT_DATABASE_URL=database_url,
+        RUNT_BROKER_URL=broker,
+        RUNT_BROKER_PREFIX=prefix,
+        RUNT_SECRET_KEY=SECRET,
+        RUNT_LOG_FORMAT="text",
+        RUNT_LOG_LEVEL="WARNING",
+        PYTHONPATH=str(REPO),
+    )
+    return env
+
+
+async def wait_healthy(session: aiohttp.ClientSession, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            async with session.get("/healthz") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.5)
+    raise SystemExit("runt web did not become healthy")
+
+
+async def login(session: aiohttp.ClientSession) -> dict[str, str]:
+    async with session.post("/login/", json={"username": USERNAME, "password": PASSWORD}) as r:
+        body = await r.json()
+        if r.status != 200:
+            raise SystemExit(f"login: {r.status} {body}")
+    return {"Authorization": f"Bearer {body['data']['token']}"}
+
+
+async def submit_runs(session, headers, runs: int) -> list[int]:
+    preset = load_preset()
+    body = {**preset, "target_episode": 1_000_000, "num_workers": 1, "stop_reward": None}
+    ids = []
+    for _ in range(runs):
+        async with session.post("/train/", json=body, headers=headers) as resp:
+            answer = await resp.json()
+            if resp.status != 201:
+                raise SystemExit(f"POST /train/: {resp.status} {answer}")
+            ids.append(answer["id"])
+    return ids
+
+
+async def episodes_of(session, headers, run_id: int) -> int:
+    async with session.get(f"/models/{run_id}/", headers=headers) as resp:
+        return (await resp.json())["data"]["current_episode"]
+
+
+async def wait_training(session, headers, ids: list[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = [await episodes_of(session, headers, i) for i in ids]
+        if all(c >= 20 for c in counts):
+            return
+        await asyncio.sleep(1)
+    raise SystemExit(f"the runs did not start training within {timeout:.0f} s")
+
+
+async def load(base: str, headers, ids: list[int], clients: int, duration: float):
+    """Latencies (ms) per endpoint and the errors, of `clients` back-to-back clients."""
+    latencies: dict[str, list[float]] = {"/models/": [], "train-data": []}
+    errors: list[str] = []
+    pages = {i: 1 for i in ids}
+    end = time.perf_counter() + duration
+
+    async def client(n: int) -> None:
+        rng = random.Random(n)
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(base, headers=headers, timeout=timeout) as session:
+            turn = n
+            while time.perf_counter() < end:
+                turn += 1
+                if turn % 2:
+                    kind, path = "/models/", "/models/?page=1&page_size=20"
+                else:
+                    run = rng.choice(ids)
+                    kind = "train-data"
+                    path = f"/models/{run}/train-data/?page={pages[run]}&page_size=100"
+                start = time.perf_counter()
+                try:
+                    async with session.get(path) as resp:
+                        body = await resp.json()
+                        if resp.status != 200:
+                            errors.append(f"{path}: {resp.status}")
+                            continue
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    errors.append(f"{path}: {type(exc).__name__}")
+                    continue
+                latencies[kind].append((time.perf_counter() - start) * 1000)
+                if kind == "train-data":
+                    pages[run] = max(pages[run], body["data"]["total_pages"])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    return latencies, errors, time.perf_counter() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
+
+
+def report(title: str, latencies, errors, seconds: float) -> float:
+    everything = [v for values in latencies.values() for v in values]
+    rows = [
+        [kind, len(v), *(f"{percentile(v, q):.1f}" for q in (50, 90, 99)), f"{max(v):.1f}"]
+        for kind, v in [*latencies.items(), ("all", everything)]
+        if v
+    ]
+    print(f"\n{title}: {len(everything) / seconds:.0f} requests/s, {len(errors)} errors")
+    print_table(["endpoint", "requests", "p50 ms", "p90 ms", "p99 ms", "max ms"], rows)
+    for error in sorted(set(errors))[:5]:
+        print(f"  error: {error}")
+    return percentile(everything, 99)
+
+
+async def bench(args, base: str, ids_out: list[int]) -> None:
+    async with aiohttp.ClientSession(base) as session:
+        await wait_healthy(session)
+        headers = await login(session)
+        ids_out.extend(await submit_runs(session, headers, args.runs))
+        print(f"runs {ids_out} submitted; waiting for their episodes")
+        await wait_training(session, headers, ids_out, args.start_timeout)
+        latencies, errors, seconds = await load(base, headers, ids_out, args.clients, args.duration)
+        counts = [await episodes_of(session, headers, i) for i in ids_out]
+        p99 = report(f"while {args.runs} runs train", latencies, errors, seconds)
+        print(f"  episodes stored so far: {counts}")
+        for run in ids_out:
+            async with session.post("/stop-train/", json={"model_id": run}, headers=headers):
+                pass
+        await asyncio.sleep(args.settle)
+        base_lat, base_err, base_s = await load(base, headers, ids_out, args.clients, args.duration)
+        base_p99 = report("baseline: the same after the runs stopped", base_lat, base_err, base_s)
+    verdict = "met" if p99 < TARGET_P99_MS and not errors else "MISSED"
+    print(f"\np99/target = {p99 / TARGET_P99_MS:.2f} (target p99 < {TARGET_P99_MS:.0f} ms and "
+          f"zero errors: {verdict}); p99 training/idle = {p99 / base_p99:.2f}")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
+    parser.add_argument("--runs", type=int, default=4)
+    parser.add_argument("--start-timeout", type=float, default=180.0)
+    parser.add_argument("--settle", type=float, default=8.0, help="seconds after stopping")
+    parser.add_argument("--broker", default=os.environ.get("RUNT_BENCH_AMQP_URL", DEFAULT_BROKER))
+    parser.add_argument(
+        "--database-url", default=os.environ.get("RUNT_BENCH_DATABASE_URL", DEFAULT_DB)
+    )
+    args = parser.parse_args()
+    interrupt_on_sigterm()
+
+    prefix = fresh_prefix("load")
+    database_url = create_database(args.database_url)
+    env = service_env(database_url, args.broker, prefix)
+    port = free_port()
+    log = tempfile.NamedTemporaryFile("w", prefix="runt-bench-load-", suffix=".log", delete=False)  # noqa: SIM115
+    print(f"service logs: {log.name}")
+    web = agent = None
+    ids: list[int] = []
+    try:
+        web = start([sys.executable, "-m", "web.cli", "web", "--port", str(port)], env, log)
+        agent = start([sys.executable, "-m", "web.cli", "agent", "--name", prefix], env, log)
+        asyncio.run(bench(args, f"http://127.0.0.1:{port}", ids))
+    finally:
+        for proc in (agent, web):
+            if proc is not None:
+                end_process(proc, extra_pids=child_pids(proc.pid))
+        log.close()
+        topology = Topology(prefix)
+        delete_prefix(
+            args.broker, prefix, [q for r in ids for q in run_queue_names(topology, r, 1)]
+        )
+        drop_database(database_url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
