@@ -15,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
+import kombu
 import pytest
 import yaml
 from sqlalchemy import create_engine, func, select
@@ -87,6 +88,22 @@ class Agents:
             PYTHONPATH=str(REPO),
         )
         self.procs: dict[str, subprocess.Popen] = {}
+        self.amqp_url, self.work_queue = amqp_url, Topology(prefix).agent_work().name
+
+    def wait_consuming(self, count: int, timeout: float = 60.0) -> None:
+        """Until `count` agents consume the work queue (an agent imports torch and the
+        algorithms before it does, to fork its actors warm)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with kombu.Connection(self.amqp_url) as conn:
+                try:
+                    consumers = conn.channel().queue_declare(self.work_queue, passive=True)[2]
+                except conn.channel_errors:  # not declared yet
+                    consumers = 0
+            if consumers >= count:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"fewer than {count} agents consuming after {timeout:g} s")
 
     def start(self, name: str) -> subprocess.Popen:
         proc = subprocess.Popen(
@@ -329,7 +346,7 @@ async def test_stop_ends_every_actor_process_within_5_seconds(api, agents):
 async def test_two_agents_share_the_rollout_workers_of_a_run(api, agents, mysql_url):
     agents.start("left")
     agents.start("right")
-    await asyncio.sleep(3)  # both consuming before the run arrives
+    await asyncio.to_thread(agents.wait_consuming, 2)  # both, before the run arrives
     run = {**PRESET, "num_workers": 4, "target_episode": 100_000, "stop_reward": None}
     _, body = await api.post("/train/", json=run)
     model_id = body["id"]
