@@ -80,7 +80,11 @@ class Database:
     def __init__(self, cfg: DatabaseConfig):
         self.engine = make_engine(cfg)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        workers = 4 if self.engine.dialect.name == "sqlite" else cfg.pool_size + cfg.max_overflow
+        # As many threads as pooled connections: with more, calls beyond the pool open an
+        # overflow connection each (TCP, login, TLS setup) and close it again, which
+        # under load cost more than the queries (bench/api_load.py). The overflow stays
+        # for other users of the engine (migrations, the command line).
+        workers = 4 if self.engine.dialect.name == "sqlite" else cfg.pool_size
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="runt-db")
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
