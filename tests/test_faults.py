@@ -295,6 +295,14 @@ def running_with(n: int):
     return lambda m: m["status"] in TERMINAL or m["current_episode"] >= n
 
 
+async def midway(stack: Stack, model_id: int, episodes: int) -> dict:
+    """Wait until the run has `episodes` episodes; it must still be running (the fault
+    comes in the middle of the run, not after it)."""
+    model = await wait_for(stack.api, model_id, running_with(episodes), timeout=90, every=0.3)
+    assert model["status"] == "running", model["status_history"]
+    return model
+
+
 # ---- 1. a rollout worker killed -----------------------------------------------------------
 
 
@@ -302,7 +310,7 @@ async def test_a_killed_rollout_worker_is_restarted_and_the_run_completes(build,
     stack = await build(MYSQL_URL, AMQP_URL)
     agent = stack.agents.start("solo")
     model_id = await start_run(stack, target_episode=800)
-    await wait_for(stack.api, model_id, running_with(150), timeout=90, every=0.3)
+    await midway(stack, model_id, 150)
     victim = min(actor_pids(agent.pid, "rollout"))
     os.kill(victim, signal.SIGKILL)
 
@@ -328,9 +336,11 @@ RESTORED = re.compile(
 async def test_a_killed_trainer_continues_from_its_checkpoint(build, mysql_server):
     stack = await build(MYSQL_URL, AMQP_URL)
     agent = stack.agents.start("solo")
-    model_id = await start_run(stack, target_episode=1200)
-    before = await wait_for(stack.api, model_id, running_with(300), timeout=90, every=0.3)
+    model_id = await start_run(stack, target_episode=2000)
+    before = await midway(stack, model_id, 300)
     await asyncio.sleep(4)  # a local checkpoint after learning started (every 3 s)
+    _, body = await stack.api.get(f"/models/{model_id}/")
+    assert body["data"]["status"] == "running", "the run ended before the fault"
     (victim,) = actor_pids(agent.pid, "trainer")
     os.kill(victim, signal.SIGKILL)
 
@@ -347,7 +357,7 @@ async def test_a_killed_trainer_continues_from_its_checkpoint(build, mysql_serve
     # It went on from there, not from zero: the run's last metrics count on from it.
     assert model["metrics"]["charts/updates"] > updates
     assert model["metrics"]["charts/env_steps"] > env_steps
-    assert assert_episodes_match(stack, model, everything=False) == 1200
+    assert assert_episodes_match(stack, model, everything=False) == 2000
 
 
 async def test_a_killed_buffer_fails_the_run_with_the_reason(build, mysql_server):
@@ -356,7 +366,7 @@ async def test_a_killed_buffer_fails_the_run_with_the_reason(build, mysql_server
     stack = await build(MYSQL_URL, AMQP_URL)
     agent = stack.agents.start("solo")
     model_id = await start_run(stack, target_episode=100_000)
-    await wait_for(stack.api, model_id, running_with(100), timeout=90, every=0.3)
+    await midway(stack, model_id, 100)
     (victim,) = actor_pids(agent.pid, "buffer")
     os.kill(victim, signal.SIGKILL)
 
@@ -378,7 +388,7 @@ async def test_everything_reconnects_after_a_rabbitmq_restart(
     stack = await build(MYSQL_URL, private_rabbitmq.url)
     agent = stack.agents.start("solo")
     model_id = await start_run(stack, target_episode=1000)
-    await wait_for(stack.api, model_id, running_with(150), timeout=90, every=0.3)
+    await midway(stack, model_id, 150)
     private_rabbitmq.stop()
     await asyncio.sleep(2)
     private_rabbitmq.start()
@@ -398,7 +408,7 @@ async def test_the_event_log_waits_out_a_database_outage(build, private_mariadb)
     stack = await build(private_mariadb.url, AMQP_URL)
     stack.agents.start("solo")
     model_id = await start_run(stack, target_episode=100_000)
-    before = await wait_for(stack.api, model_id, running_with(100), timeout=90, every=0.3)
+    before = await midway(stack, model_id, 100)
     private_mariadb.stop()
     await asyncio.sleep(20)
     private_mariadb.start()
@@ -424,7 +434,7 @@ async def test_a_web_restart_leaves_the_run_alone(build, mysql_server):
     stack = await build(MYSQL_URL, AMQP_URL, web_process=True)
     stack.agents.start("solo")
     model_id = await start_run(stack, target_episode=1000)
-    await wait_for(stack.api, model_id, running_with(150), timeout=90, every=0.3)
+    await midway(stack, model_id, 150)
     stack.web.kill()
     await asyncio.sleep(8)  # the run goes on; its events wait in the durable queue
     await stack.web.start()
@@ -442,7 +452,7 @@ async def test_a_killed_agent_fails_its_runs_and_leaves_no_actor_behind(build, m
     stack = await build(MYSQL_URL, AMQP_URL)
     agent = stack.agents.start("doomed")
     model_id = await start_run(stack, target_episode=100_000)
-    await wait_for(stack.api, model_id, running_with(100), timeout=90, every=0.3)
+    await midway(stack, model_id, 100)
     actors = child_pids(agent.pid)
     assert len(actors) == 4
     agent.send_signal(signal.SIGKILL)
