@@ -274,6 +274,39 @@ async def test_the_throttle_ignores_case_and_spaces_in_the_username(client, make
     assert resp.status == 429
 
 
+async def test_a_logout_elsewhere_takes_effect_within_the_session_cache_time(
+    aiohttp_client, config, make_user
+):
+    """Two web processes on one database: each caches confirmed sessions briefly."""
+    from web.typedefs import SESSIONS
+
+    first, second = init_app(config), init_app(config)
+    one, two = await aiohttp_client(first), await aiohttp_client(second)
+    second[SESSIONS].ttl = 0.3
+    make_user("alice")
+    headers = {"Authorization": f"Bearer {await login(one, 'alice')}"}
+    assert (await two.get("/models/", headers=headers)).status == 200  # cached by `two`
+    assert (await one.post("/logout/", headers=headers)).status == 200
+    assert (await one.get("/models/", headers=headers)).status == 401  # at once here
+    await asyncio.sleep(0.4)
+    assert (await two.get("/models/", headers=headers)).status == 401  # soon there
+
+
+def test_the_session_cache_forgets():
+    from web.auth import SessionCache
+
+    cache = SessionCache(ttl=2.0, max_entries=2)
+    cache.put("a", (1, "alice"), now=0.0)
+    assert cache.get("a", now=1.9) == (1, "alice")
+    assert cache.get("a", now=2.0) is None
+    cache.put("a", (1, "alice"), now=3.0)
+    cache.forget("a")
+    assert cache.get("a", now=3.1) is None
+    for key in "bcd":
+        cache.put(key, (2, key), now=4.0)
+    assert cache.get("b", now=4.1) is None and cache.get("d", now=4.1) == (2, "d")
+
+
 # ---- secrets never reach the logs ---------------------------------------------------------
 
 DB_PASSWORD = "db-Pa55word-q7"

@@ -19,7 +19,7 @@ from broker.topology import Topology
 from schemas.config import Config
 from schemas.logs import bind_run
 from web import store
-from web.auth import SESSION_COOKIE, LoginThrottle, token_digest
+from web.auth import SESSION_COOKIE, LoginThrottle, SessionCache, token_digest
 from web.db import Database
 from web.eventlog import EventLog
 from web.http import ApiError, Handler, errors_middleware, on_prepare
@@ -34,6 +34,7 @@ from web.typedefs import (
     POLICIES,
     PUBLIC_PATHS,
     REPLAYS,
+    SESSIONS,
     THROTTLE,
     TOPOLOGY,
     USER,
@@ -83,7 +84,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     token, from_cookie = _request_token(request)
     if token:
         digest = token_digest(request.app[CONFIG].secret_key, token)
-        found = await request.app[DB].run(store.session_user, digest)
+        sessions = request.app[SESSIONS]
+        found = sessions.get(digest)
+        if found is None:
+            found = await request.app[DB].run(store.session_user, digest)
+            if found:
+                sessions.put(digest, found)
         if found:
             if from_cookie:
                 _check_csrf(request)
@@ -134,6 +140,7 @@ def init_app(config: Config) -> web.Application:
     app[TOPOLOGY] = Topology(config.broker.prefix)
     app[POLICIES] = PolicyCache()
     app[REPLAYS] = {}
+    app[SESSIONS] = SessionCache()
     app[THROTTLE] = LoginThrottle(config.auth.login_max_failures, config.auth.login_window_seconds)
     app[PUBLIC_PATHS] = setup_routes(app)
     app.cleanup_ctx.append(_resources)

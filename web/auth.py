@@ -86,3 +86,38 @@ class LoginThrottle:
             del self._failures[key]
         while len(self._failures) >= self.max_names:  # still full: drop the oldest entry
             self._failures.pop(next(iter(self._failures)))
+
+
+class SessionCache:
+    """Sessions confirmed by the database in the last `ttl` seconds, so a client's burst
+    of requests costs one session lookup instead of one each.
+
+    A logout through this process forgets its session at once; one through another web
+    process, or a session's expiry, takes effect here within `ttl` seconds.
+    """
+
+    def __init__(self, ttl: float = 2.0, max_entries: int = 10_000):
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, tuple[int, str]]] = {}
+
+    def get(self, digest: str, now: float | None = None) -> tuple[int, str] | None:
+        now = time.monotonic() if now is None else now
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if entry[0] <= now:
+            del self._entries[digest]
+            return None
+        return entry[1]
+
+    def put(self, digest: str, user: tuple[int, str], now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if len(self._entries) >= self.max_entries:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            while len(self._entries) >= self.max_entries:  # still full: drop the oldest
+                self._entries.pop(next(iter(self._entries)))
+        self._entries[digest] = (now + self.ttl, user)
+
+    def forget(self, digest: str) -> None:
+        self._entries.pop(digest, None)

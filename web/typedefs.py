@@ -9,7 +9,7 @@ from aiohttp import web
 from broker.aio import AsyncBroker
 from broker.topology import Topology
 from schemas.config import Config
-from web.auth import LoginThrottle
+from web.auth import LoginThrottle, SessionCache
 from web.db import Database
 from web.eventlog import EventLog
 from web.inference import PolicyCache
@@ -30,6 +30,7 @@ EVENTLOG = web.AppKey("eventlog", EventLog)
 POLICIES = web.AppKey("policies", PolicyCache)
 REPLAYS = web.AppKey("replays", dict)  # (model, version, episodes) -> GIF bytes
 THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+SESSIONS = web.AppKey("sessions", SessionCache)  # recently confirmed sessions
 PUBLIC_PATHS = web.AppKey("public_paths", frozenset)
 
 USER = web.RequestKey("user", CurrentUser)  # the session owner of an authenticated request

@@ -36,6 +36,7 @@ from web.typedefs import (
     EVENTLOG,
     POLICIES,
     REPLAYS,
+    SESSIONS,
     THROTTLE,
     TOPOLOGY,
     USER,
@@ -90,7 +91,9 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    await request.app[DB].run(store.close_session, current_user(request).token_hash)
+    token_hash = current_user(request).token_hash
+    await request.app[DB].run(store.close_session, token_hash)
+    request.app[SESSIONS].forget(token_hash)
     response = envelope(None, "logged out")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
