@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -210,7 +211,7 @@ class Agent:
             if code == 0 and entry.ident.role == "trainer":
                 self.forget_run_files(run_id)
             return
-        error = entry.child.error()
+        error = entry.child.error() if code is None or code >= 0 else killed_by(code)
         if self.restartable(entry, code) and entry.restarts < self.max_restarts:
             ident = ActorId(
                 entry.ident.role, run_id, entry.ident.worker, entry.ident.incarnation + 1
@@ -272,3 +273,11 @@ class Agent:
             self.topology.event_key(run_id, "status"),
             StatusChanged(run_id=run_id, status=status, reason=reason, actor=self.name),
         )
+
+
+def killed_by(code: int) -> str:
+    """What ended a child that exit code -N says a signal ended."""
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"

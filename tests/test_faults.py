@@ -320,6 +320,7 @@ async def test_a_killed_rollout_worker_is_restarted_and_the_run_completes(build,
         h for h in model["status_history"] if "restarted as rollout-" in (h["reason"] or "")
     ]
     assert len(restarts) == 1, model["status_history"]
+    assert "died (killed by SIGKILL)" in restarts[0]["reason"]
     assert assert_episodes_match(stack, model, everything=False) == 800
     incarnations = {(w, i) for _, w, i, _ in stored_episodes(stack.db_url, model_id)}
     assert {i for _, i in incarnations} == {0, 1}
@@ -347,7 +348,8 @@ async def test_a_killed_trainer_continues_from_its_checkpoint(build, mysql_serve
     model = await wait_for(stack.api, model_id, lambda m: m["status"] in TERMINAL, timeout=150)
     assert model["status"] == "completed", model["status_history"]
     reasons = [h["reason"] or "" for h in model["status_history"]]
-    assert any(f"trainer-{model_id}-0.0" in r and "restarted as trainer" in r for r in reasons)
+    died = f"trainer-{model_id}-0.0 died (killed by SIGKILL); restarted as trainer-{model_id}-0.1"
+    assert died in reasons, reasons
     found = [m for r in reasons if (m := RESTORED.search(r))]
     assert len(found) == 1, reasons
     restored = found[0]
@@ -372,7 +374,7 @@ async def test_a_killed_buffer_fails_the_run_with_the_reason(build, mysql_server
 
     model = await wait_for(stack.api, model_id, lambda m: m["status"] in TERMINAL, timeout=30)
     assert model["status"] == "failed"
-    assert model["status_reason"].startswith(f"buffer-{model_id}-0.0 failed"), model
+    assert model["status_reason"] == f"buffer-{model_id}-0.0 failed: killed by SIGKILL", model
     await until(lambda: not child_pids(agent.pid), 10, "the run's other actors stop")
     assert_episodes_match(stack, model, everything=True)
 
