@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 ENV_PREFIX = "RUNT_"
 
@@ -99,6 +106,14 @@ class SupervisionConfig(_Section):
     start_retry_seconds: float = Field(
         60, gt=0, description="a run still queued this long gets its start command again"
     )
+
+    @field_validator("heartbeat_timeout_seconds")
+    @classmethod
+    def _longer_than_a_beat(cls, timeout: float, info: ValidationInfo) -> float:
+        beat = info.data.get("heartbeat_seconds")
+        if beat is not None and timeout < 2 * beat:
+            raise ValueError(f"must be at least twice heartbeat_seconds ({beat:g})")
+        return timeout
 
 
 class TrainingConfig(_Section):

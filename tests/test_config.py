@@ -53,6 +53,7 @@ def test_a_yaml_file_is_merged_over_the_defaults(tmp_path):
         ({"RUNT_SECRET_KEY": "short"}, "secret_key (from RUNT_SECRET_KEY)"),
         ({"RUNT_LOG_LEVEL": "LOUD"}, "log_level"),
         ({"RUNT_DATABASE_POOL_SIZE": "0"}, "database.pool_size"),
+        ({"RUNT_SUPERVISION_HEARTBEAT_TIMEOUT_SECONDS": "3"}, "supervision.heartbeat_timeout"),
     ],
 )
 def test_a_wrong_value_stops_loading_with_the_key_named(environ, named):
