@@ -37,8 +37,8 @@ from schemas.messages import RunSpec
 BufferKind = Literal["replay", "on_policy"]
 ActionKind = Literal["discrete", "box"]
 # Transitions per experience frame (replay path). Each frame costs a worker a publish
-# (a socket write) whatever its size; 128 CartPole transitions are ~5 KB.
-EXPERIENCE_BATCH = 128
+# (a socket write) whatever its size; 256 CartPole transitions are ~10 KB.
+EXPERIENCE_BATCH = 256
 
 
 # ---- roles --------------------------------------------------------------------------------
