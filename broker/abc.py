@@ -37,9 +37,10 @@ class OversizedMessage(BadMessage):
 
 
 def check_size(delivery: Delivery, queue: QueueSpec, limit: int) -> None:
-    """Raise OversizedMessage for a body over `limit` on a durable (control) queue; bulk
-    data queues are bounded by their length instead."""
-    if queue.durable and len(delivery.body) > limit:
+    """Raise OversizedMessage for a body over `limit` on a durable queue of commands or
+    events; queues of binary frames (bulk data, a resumed run's learner state) are
+    bounded otherwise (their length, RabbitMQ's own maximum)."""
+    if queue.durable and not queue.binary and len(delivery.body) > limit:
         raise OversizedMessage(f"body: {len(delivery.body)} bytes, more than {limit}")
 
 

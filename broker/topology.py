@@ -38,6 +38,7 @@ class QueueSpec:
     exclusive: bool = False
     auto_delete: bool = False
     arguments: dict[str, Any] = field(default_factory=dict)
+    binary: bool = False  # binary frames: exempt from the size limit of control messages
 
 
 class Topology:
@@ -169,6 +170,7 @@ class Topology:
             routing_keys=(f"run.{run_id}.resume",),
             durable=True,
             arguments={"x-expires": RESUME_EXPIRES_MS},
+            binary=True,
         )
 
     # ---- routing keys --------------------------------------------------------------------

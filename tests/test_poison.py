@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from actors.agent import Agent
 from actors.launch import ThreadChild
-from broker.topology import DELIVERY_LIMIT
+from broker.abc import Delivery, OversizedMessage, check_size
+from broker.topology import DELIVERY_LIMIT, Topology
 from schemas.api import TrainRequest
 from schemas.messages import EpisodeRecord, EpisodesFinished, RunSpec, StartRun
 from tests.conftest import Api, login
@@ -215,3 +216,16 @@ async def test_an_agent_dead_letters_poison_commands_and_carries_on(env: Env, ki
     assert bus.counts["dead_lettered"] == bus.counts[f"dead_lettered.{counted}"] == 1
     assert bus.counts["retried"] == (DELIVERY_LIMIT - 1 if counted == "failing" else 0)
     assert sorted(launcher.launched) == [("buffer", 7), ("trainer", 7)]
+
+
+def test_only_commands_and_events_have_a_size_limit():
+    """A resumed run's learner state is a large binary frame on a durable queue: it must
+    not be taken for an oversized event."""
+    t = Topology("limits")
+    big = Delivery(body=b"x" * (LIMIT + 1), routing_key="", headers={}, redelivered=False,
+                   content_type=None)  # fmt: skip
+    for spec in (t.event_log(), t.agent_work()):
+        with pytest.raises(OversizedMessage):
+            check_size(big, spec, LIMIT)
+    for spec in (t.resume(1), t.experience(1), t.weights(1, 0)):
+        check_size(big, spec, LIMIT)

@@ -190,6 +190,18 @@ async def test_security_headers_on_answers_and_errors(client, alice: Api):
             assert_security_headers(resp)
 
 
+async def test_security_headers_on_the_dashboard_and_its_files(client):
+    for path in ("/", "/static/favicon.svg", "/static/no-such-file.js"):
+        async with client.get(path) as resp:
+            assert resp.status in (200, 404), path
+            headers = resp.headers
+            assert headers["Content-Security-Policy"] == CSP, path
+            assert headers["X-Content-Type-Options"] == "nosniff", path
+            assert headers["Referrer-Policy"] == "no-referrer", path
+            assert headers["X-Frame-Options"] == "DENY", path
+            assert "Cache-Control" in headers, path  # the files say how (revalidate)
+
+
 async def test_security_headers_on_streams(client, alice: Api):
     async with client.post(
         "/trainingassistent/",
