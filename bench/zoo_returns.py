@@ -12,7 +12,7 @@ evaluation's mean at the end of the zoo's budget (or when reached, with
 `--until-reached`). A uniformly random policy is measured in the same run on the same
 evaluation seeds, as the floor.
 
-    python bench/zoo_returns.py [--seeds 3] [--only ppo-pendulum,sac-pendulum,...]
+    python bench/zoo_returns.py [--seeds 3] [--first-seed 0] [--only ppo-pendulum,...]
                                 [--until-reached] [--time-cap 900]
 
 Target per contender: reached within the budget, i.e. steps/budget <= 1.
@@ -153,6 +153,7 @@ def report(contender: Contender, trials: list[Trial], random_mean: float) -> lis
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--only", default="", help="comma-separated contender names")
     parser.add_argument(
         "--until-reached", action="store_true", help="stop a seed once it reaches the zoo"
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     for contender in chosen:
         env_id = load_preset(REPO / "configs" / contender.preset)["env_id"]
         trials = []
-        for seed in range(args.seeds):
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        for seed in seeds:
             started = time.perf_counter()
             trial = train(contender, seed, args.until_reached, args.time_cap)
             trials.append(trial)
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{time.perf_counter() - started:.0f} s",
                 flush=True,
             )
-        random_mean = statistics.mean(random_return(env_id, s) for s in range(args.seeds))
+        random_mean = statistics.mean(random_return(env_id, s) for s in seeds)
         rows.append(report(contender, trials, random_mean))
     print()
     print_table(
