@@ -130,7 +130,7 @@ def baseline(db: Database, run_id: int, records: int, batch_rows: int) -> float:
     `batch_rows` per transaction: what this server and driver take at most."""
     from web.ingest import _insert_episodes
 
-    now = utcnow()
+    now = utcnow().isoformat(" ", "microseconds")  # as the event log sends it
     rows = [
         (run_id, i + 1, float(i % 500), 0.0, 20 + i % 30, 99, 0, i, now) for i in range(records)
     ]

@@ -146,8 +146,10 @@ def _store_episodes(db: DbSession, model: Model, events: list, counts: Counter) 
             TrainingData.model_id == model.id, TrainingData.episode == model.current_episode
         )
     )
-    create_time = TrainingData.__table__.c.create_time.type.bind_processor(db.bind.dialect)
-    now = utcnow() if create_time is None else create_time(utcnow())
+    # The batch's one time, as the literal the driver sends (quoting a datetime per row
+    # cost the driver more than the rest of the row).
+    as_bound = TrainingData.__table__.c.create_time.type.bind_processor(db.bind.dialect)
+    now = as_bound(utcnow()) if as_bound else utcnow().isoformat(" ", "microseconds")
     rows, episode, target = [], model.current_episode, model.target_episode
     for worker, incarnation, seq, reward, length in records:
         key = (worker, incarnation, seq)
