@@ -37,7 +37,12 @@ from schemas.messages import (
 
 BATCHES_PER_FRAME = 4  # minibatches per samples frame
 IN_FLIGHT = 4  # sample frames the trainer may have unconsumed
-BACKLOG_FRAMES = 64  # experience frames held while the rate limiter blocks inserts
+BACKLOG_FRAMES = 64  # experience pieces held while the rate limiter blocks inserts
+# Transitions inserted at a time. The rate limiter's error buffer has to cover one insert,
+# so an experience frame (EXPERIENCE_BATCH, sized for the worker's cost of publishing) is
+# inserted in pieces: the learner stays as close to the configured ratio as it did with
+# small frames, instead of running dozens of updates ahead on a big one.
+INSERT_CHUNK = 32
 CREDIT_TIMEOUT_S = 10.0  # outstanding frames without credit this long are taken as lost
 
 log = logging.getLogger("runt.buffer")
@@ -80,7 +85,7 @@ class Buffer(Actor):
         chunks: one samples frame and one experience frame (see RateLimiter)."""
         cfg = self.config
         frame = cfg.batch_size * BATCHES_PER_FRAME
-        insert_chunk = EXPERIENCE_BATCH + cfg.envs_per_worker
+        insert_chunk = min(INSERT_CHUNK, EXPERIENCE_BATCH + cfg.envs_per_worker)
         needed = (frame + insert_chunk * cfg.replay_ratio) / 2 + 1
         error_buffer = max(cfg.rate_error_buffer or 0.0, needed, cfg.replay_ratio, 1.0)
         return RateLimiter(cfg.replay_ratio, cfg.learning_starts, error_buffer)
@@ -90,10 +95,12 @@ class Buffer(Actor):
         if not isinstance(header, ExperienceHeader):
             raise BadMessage(f"{header.type} on the experience queue")
         batch = Transition(**{name: arrays[name] for name in Transition._fields})
-        if len(self.backlog) >= BACKLOG_FRAMES:
-            _, oldest = self.backlog.popleft()
-            self.dropped += oldest.batch_size
-        self.backlog.append((header, batch))
+        for start in range(0, batch.batch_size, INSERT_CHUNK):
+            if len(self.backlog) >= BACKLOG_FRAMES:
+                _, oldest = self.backlog.popleft()
+                self.dropped += oldest.batch_size
+            piece = Transition(*(field[start : start + INSERT_CHUNK] for field in batch))
+            self.backlog.append((header, piece))
 
     def on_credit(self, delivery) -> None:
         credit = decode_message(delivery.body)
