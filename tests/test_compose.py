@@ -18,6 +18,7 @@ COMPOSE_FILE = Path(__file__).resolve().parent.parent / "compose.yaml"
 
 # `${NAME:?message}` or `${NAME?message}`: compose stops when NAME is unset (or empty).
 REQUIRED_VAR = re.compile(r"\$\{(\w+):?\?[^}]*\}")
+REQUIRED_REF = re.compile(r"\$\w+")  # what parse_url leaves of a required variable
 CREDENTIAL_KEY = re.compile(r"USER|PASS|SECRET", re.IGNORECASE)
 RUNT_SERVICES = ("migrate", "web", "agent")
 
@@ -199,23 +200,46 @@ def test_has_healthcheck(compose, name):
     assert healthcheck["test"][0] in ("CMD", "CMD-SHELL"), name
 
 
-def test_credentials_are_required_variables(compose):
-    checked = []
+def credential_problems(compose: dict[str, Any]) -> list[str]:
+    """Every credential that is not exactly one required variable (`${NAME:?...}`): a
+    literal, an empty value or a default (`${NAME:-guest}`)."""
+    problems = []
     for name, service in services(compose).items():
         env = environment(service)
-        assert "MYSQL_ALLOW_EMPTY_PASSWORD" not in env, name
-        assert "MYSQL_RANDOM_ROOT_PASSWORD" not in env, name
+        for flag in ("MYSQL_ALLOW_EMPTY_PASSWORD", "MYSQL_RANDOM_ROOT_PASSWORD"):
+            if flag in env:
+                problems.append(f"{name}: {flag}")
         for key, value in env.items():
             if key.endswith("_URL"):
                 url = parse_url(value)
-                assert (url.username or "").startswith("$"), f"{name}: {key} user"
-                assert (url.password or "").startswith("$"), f"{name}: {key} password"
-            elif CREDENTIAL_KEY.search(key):
-                checked.append(key)
-                assert required_var(value), f"{name}: {key}={value!r} is not ${{VAR:?...}}"
+                for part in ("username", "password"):
+                    if not REQUIRED_REF.fullmatch(getattr(url, part) or ""):
+                        problems.append(f"{name}: {key} {part} is not a required variable")
+            elif CREDENTIAL_KEY.search(key) and not required_var(value):
+                problems.append(f"{name}: {key}={value!r} is not ${{VAR:?...}}")
+    return problems
+
+
+def test_credentials_are_required_variables(compose):
+    assert credential_problems(compose) == []
     assert "MYSQL_ROOT_PASSWORD" in environment(services(compose)["mysql"])
-    assert {"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"} <= set(checked)
+    rabbitmq = environment(services(compose)["rabbitmq"])
+    assert {"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"} <= rabbitmq.keys()
     assert "guest" not in COMPOSE_FILE.read_text()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"RABBITMQ_DEFAULT_PASS": "guest"},
+        {"RABBITMQ_DEFAULT_PASS": "${RUNT_RABBITMQ_PASSWORD:-guest}"},
+        {"MYSQL_ALLOW_EMPTY_PASSWORD": "yes"},
+        {"RUNT_BROKER_URL": "amqp://${RUNT_RABBITMQ_USER:?x}:${RUNT_RABBITMQ_PASSWORD:-guest}@r/"},
+        {"RUNT_DATABASE_URL": "mysql+pymysql://root@mysql:3306/runt"},
+    ],
+)
+def test_the_credential_check_finds_defaults(env):
+    assert credential_problems({"services": {"x": {"environment": env}}})
 
 
 def test_named_volumes_are_declared(compose):
