@@ -87,7 +87,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         sessions = request.app[SESSIONS]
         found = sessions.get(digest)
         if found is None:
-            found = await request.app[DB].run(store.session_user, digest)
+            found = await request.app[DB].read(store.session_user, digest)
             if found:
                 sessions.put(digest, found)
         if found:

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Engine, create_engine, event, exc, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas.config import DatabaseConfig
 
 T = TypeVar("T")
+
+# A pooled read connection idle longer than this is pinged before use; one in steady use
+# is not (a ping is a round trip, as dear as the query itself on a busy server).
+READ_PING_IDLE_SECONDS = 1.0
 
 
 def make_engine(cfg: DatabaseConfig) -> Engine:
@@ -45,6 +50,45 @@ def make_engine(cfg: DatabaseConfig) -> Engine:
         pool_timeout=cfg.pool_timeout,
         isolation_level="READ COMMITTED",
     )
+
+
+def make_read_engine(cfg: DatabaseConfig) -> Engine:
+    """An engine for single-statement reads: autocommit, so a read is one round trip to
+    the server instead of four (pre-ping, query, COMMIT, the pool's ROLLBACK)."""
+    url = make_url(cfg.url)
+    if "charset" not in url.query:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    engine = create_engine(
+        url,
+        pool_size=cfg.pool_size,
+        max_overflow=cfg.max_overflow,
+        pool_recycle=cfg.pool_recycle,
+        pool_timeout=cfg.pool_timeout,
+        isolation_level="AUTOCOMMIT",
+        skip_autocommit_rollback=True,
+    )
+    _ping_when_idle(engine, READ_PING_IDLE_SECONDS)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """Pessimistic disconnect handling for connections that sat in the pool: a failed
+    ping makes the pool replace the connection and try again (SQLAlchemy's
+    `DisconnectionError` protocol)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as error:
+            raise exc.DisconnectionError(str(error)) from error
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -80,6 +124,11 @@ class Database:
     def __init__(self, cfg: DatabaseConfig):
         self.engine = make_engine(cfg)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite keeps one engine; on MySQL reads get an autocommit engine of their own.
+        self.read_engine = (
+            self.engine if self.engine.dialect.name == "sqlite" else make_read_engine(cfg)
+        )
+        self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         # As many threads as pooled connections: with more, calls beyond the pool open an
         # overflow connection each (TCP, login, TLS setup) and close it again, which
         # under load cost more than the queries (bench/api_load.py). The overflow stays
@@ -91,6 +140,28 @@ class Database:
         """Run `fn(session, *args, **kwargs)` in a transaction on the DB thread pool."""
         call = functools.partial(self._in_session, fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(session, *args, **kwargs)`, which only reads, on the DB thread pool.
+
+        On MySQL each statement sees the data committed when it starts (autocommit), so
+        `fn` should ask what must agree in one statement. A connection found dead is
+        replaced and the read tried once more.
+        """
+        call = functools.partial(self._read, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def _read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self.read_engine is self.engine:
+            return self._in_session(fn, *args, **kwargs)
+        try:
+            with self.read_sessions() as session:
+                return fn(session, *args, **kwargs)
+        except exc.DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+        with self.read_sessions() as session:
+            return fn(session, *args, **kwargs)
 
     def _in_session(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self.sessions.begin() as session:
@@ -113,3 +184,5 @@ class Database:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from schemas.api import MAX_ID
 
@@ -31,6 +32,14 @@ class ApiError(Exception):
 def envelope(data: Any = None, message: str = "ok", status: int = 200, **top: Any) -> web.Response:
     body = {"status": "success", "message": message, "data": data, **top}
     return web.json_response(body, status=status)
+
+
+def plain_envelope(data: Any, message: str = "ok") -> web.Response:
+    """The success envelope of data that already has its response model's fields and
+    types (zoned datetimes included), encoded by pydantic-core as `dump` would, without
+    building the models: for the busiest read endpoints."""
+    body = to_json({"status": "success", "message": message, "data": data})
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 def error_response(status: int, message: str, data: Any = None, **headers: str) -> web.Response:

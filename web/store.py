@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
@@ -112,8 +112,17 @@ MODEL_FIELDS = (
 )
 
 
+MODEL_COLUMNS = tuple(getattr(Model, name) for name in MODEL_FIELDS)
+TIME_FIELDS = ("create_time", "update_time")
+
+
 def model_summary(model: Model) -> dict[str, Any]:
     return {name: getattr(model, name) for name in MODEL_FIELDS}
+
+
+def utc(moment: datetime) -> datetime:
+    """The database stores naive UTC; answers carry the zone."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def create_model(
@@ -231,18 +240,33 @@ def list_models(
     status: str | None = None,
     algorithm: str | None = None,
 ) -> tuple[Page, list[dict[str, Any]]]:
-    """The owner's runs, newest first, optionally only those of a status / algorithm."""
+    """The owner's runs, newest first, optionally only those of a status / algorithm.
+
+    One statement carries the page and the total (a subquery), so they agree and cost
+    one round trip; only a page past the end asks for the total on its own.
+    """
     where = [Model.owner_id == owner_id]
     if status is not None:
         where.append(Model.status == status)
     if algorithm is not None:
         where.append(Model.algorithm == algorithm)
-    total = db.scalar(select(func.count()).select_from(Model).where(*where))
-    p = Page(total or 0, page, page_size)
-    rows = db.scalars(
-        select(Model).where(*where).order_by(Model.id.desc()).offset(p.offset).limit(page_size)
-    )
-    return p, [model_summary(m) for m in rows]
+    count = select(func.count()).select_from(Model).where(*where)
+    offset = (page - 1) * page_size
+    rows = db.execute(
+        select(count.scalar_subquery().label("total"), *MODEL_COLUMNS)
+        .where(*where)
+        .order_by(Model.id.desc())
+        .offset(offset)
+        .limit(page_size)
+    ).all()
+    total = rows[0][0] if rows else db.scalar(count)
+    models = []
+    for row in rows:
+        model = dict(zip(MODEL_FIELDS, row[1:], strict=True))
+        for name in TIME_FIELDS:
+            model[name] = utc(model[name])
+        models.append(model)
+    return Page(total or 0, page, page_size), models
 
 
 def model_detail(db: DbSession, owner_id: int, model_id: int, recent: int = 20) -> dict | None:
@@ -300,35 +324,46 @@ def train_data_page(
     A run's episodes are exactly 1..current_episode: the event-log consumer numbers
     them under a lock on the model row and moves current_episode in the same
     transaction. So the total is read off the model (no COUNT over 100k index entries)
-    and a page is an index range seek, as cheap at page 900 as at page 1.
+    and a page is an index range seek, as cheap at page 900 as at page 1. The model and
+    its page come in one statement (an outer join: a model with no episodes on the page
+    gives one row without any), so they agree and cost one round trip.
     """
+    offset = (page - 1) * page_size
+    episodes = and_(
+        TrainingData.model_id == Model.id,
+        TrainingData.episode > offset,
+        TrainingData.episode <= offset + page_size,
+    )
     found = db.execute(
-        select(Model.algorithm, Model.current_episode).where(
-            Model.id == model_id, Model.owner_id == owner_id
-        )
-    ).first()
-    if found is None:
-        return None
-    algorithm, total = found
-    p = Page(total, page, page_size)
-    if p.offset >= p.total:
-        return algorithm, p, []
-    rows = db.execute(
         select(
+            Model.algorithm,
+            Model.current_episode,
             TrainingData.episode,
             TrainingData.reward,
             TrainingData.smoothed_reward,
             TrainingData.length,
             TrainingData.create_time,
         )
-        .where(
-            TrainingData.model_id == model_id,
-            TrainingData.episode > p.offset,
-            TrainingData.episode <= p.offset + page_size,
-        )
+        .select_from(Model)
+        .outerjoin(TrainingData, episodes)
+        .where(Model.id == model_id, Model.owner_id == owner_id)
         .order_by(TrainingData.episode)
     ).all()
-    return algorithm, p, [r._asdict() for r in rows]
+    if not found:
+        return None
+    algorithm, total = found[0][0], found[0][1]
+    rows = [
+        {
+            "episode": episode,
+            "reward": reward,
+            "smoothed_reward": smoothed,
+            "length": length,
+            "create_time": utc(created),
+        }
+        for _, _, episode, reward, smoothed, length, created in found
+        if episode is not None and episode <= total
+    ]
+    return algorithm, Page(total, page, page_size), rows
 
 
 # ---- checkpoints -----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from schemas.messages import (
 )
 from web import inference, store
 from web.auth import SESSION_COOKIE, new_token, token_digest, verify_password
-from web.http import ApiError, dump, envelope, parse_body, parse_query, path_id
+from web.http import ApiError, dump, envelope, parse_body, parse_query, path_id, plain_envelope
 from web.typedefs import (
     BROKER,
     CONFIG,
@@ -224,7 +224,7 @@ def _page_size(request: web.Request, query: api.PageQuery) -> int:
 async def list_models(request: web.Request) -> web.Response:
     query = parse_query(request, api.ModelsQuery)
     size = _page_size(request, query)
-    page, models = await request.app[DB].run(
+    page, models = await request.app[DB].read(
         store.list_models,
         current_user(request).id,
         query.page,
@@ -239,7 +239,7 @@ async def list_models(request: web.Request) -> web.Response:
         "total_pages": page.total_pages,
         "models": models,
     }
-    return envelope(dump(api.ModelPage, data))
+    return plain_envelope(data)
 
 
 async def model_detail(request: web.Request) -> web.Response:
@@ -254,7 +254,7 @@ async def train_data(request: web.Request) -> web.Response:
     model_id = path_id(request)
     query = parse_query(request, api.PageQuery)
     size = _page_size(request, query)
-    result = await request.app[DB].run(
+    result = await request.app[DB].read(
         store.train_data_page, current_user(request).id, model_id, query.page, size
     )
     if result is None:
@@ -269,7 +269,7 @@ async def train_data(request: web.Request) -> web.Response:
         "total_pages": page.total_pages,
         "train_data": rows,
     }
-    return envelope(dump(api.TrainDataPage, data))
+    return plain_envelope(data)
 
 
 async def model_events(request: web.Request) -> web.StreamResponse:
