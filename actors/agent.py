@@ -179,9 +179,12 @@ class Agent:
     # ---- supervision ---------------------------------------------------------------------------
 
     def launch(self, ident: ActorId, spec: RunSpec, restarts: int = 0) -> None:
+        first = not any(e.ident.run_id == ident.run_id for e in self.children)
         child = self.launcher.launch(ident, spec)
         log.info("launched %s (pid %s)", ident, getattr(child, "pid", None))
         self.children.append(Supervised(ident, spec, child, restarts))
+        if first:  # vouch for a new run at once, not only at the next beat
+            self.heartbeat_due.last = 0.0
 
     def supervise(self) -> None:
         now = time.monotonic()

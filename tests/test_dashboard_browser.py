@@ -16,11 +16,13 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -108,8 +110,43 @@ def playwright_browser():
         manager.stop()
 
 
+class SlowModel(BaseHTTPRequestHandler):
+    """A language model behind the chat-completions API (a remote service a test cannot
+    reach, so faked): it answers with the analysis it was given, in pieces 0.15 s apart,
+    so the page has text arriving while the answer is still being written."""
+
+    protocol_version = "HTTP/1.0"  # the answer ends when the connection closes
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        analysis = body["messages"][-1]["content"].split("\n\n", 1)[1]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        lines = analysis.splitlines(keepends=True)
+        for start in range(0, len(lines), 4):
+            piece = {"choices": [{"delta": {"content": "".join(lines[start : start + 4])}}]}
+            self.wfile.write(f"data: {json.dumps(piece)}\n\n".encode())
+            self.wfile.flush()
+            time.sleep(0.15)
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
-def service(playwright_browser, mysql_server, amqp_url) -> Iterator[Service]:
+def slow_model() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowModel)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def service(playwright_browser, mysql_server, amqp_url, slow_model) -> Iterator[Service]:
     """`runt web` and one `runt agent` as processes, on a database and prefix of their own."""
     name = f"runt_dash_{uuid.uuid4().hex[:10]}"
     db_url = mysql_database_url(mysql_server, name)
@@ -124,7 +161,12 @@ def service(playwright_browser, mysql_server, amqp_url) -> Iterator[Service]:
         database.call(store.add_user, USER, cached_hash(PASSWORD))
         database.close()
         port = free_port()
-        env = {**agents.env, "RUNT_SECRET_KEY": SECRET}
+        env = {
+            **agents.env,
+            "RUNT_SECRET_KEY": SECRET,
+            "RUNT_ASSISTANT_LLM_BASE_URL": slow_model,
+            "RUNT_ASSISTANT_LLM_MODEL": "slow-model",
+        }
         with log.open("wb") as out:
             web = subprocess.Popen(
                 [
@@ -358,9 +400,11 @@ def test_a_run_from_login_to_advice_in_the_browser(playwright_browser, service):
     page.get_by_role("button", name="Ask for advice").click()
     expect(page.locator(".advice")).to_have_attribute("data-state", "done", timeout=60_000)
     lengths = [n for n in page.evaluate("window.__adviceLengths") if n > 0]
-    assert len(set(lengths)) > 1, lengths  # it grew while it streamed, before it was done
+    # The model writes its answer in pieces 0.15 s apart: the page grew while it streamed.
+    assert len(set(lengths)) > 2, lengths
     assert lengths == sorted(lengths), lengths
     advice = page.locator(".advice")
+    expect(advice).to_contain_text("slow-model")  # the note naming the model that answered
     expect(advice.locator("h3").first).to_contain_text("Training assistant")
     expect(advice.locator("h4", has_text="1.")).to_have_count(1)
     assert advice.locator("li").count() >= 3

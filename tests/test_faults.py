@@ -57,6 +57,7 @@ from web import store
 from web.app import init_app
 from web.db import Database
 from web.migrate import upgrade
+from web.tables import Heartbeat as HeartbeatRow
 from web.tables import TrainingData
 from web.typedefs import EVENTLOG
 
@@ -120,6 +121,14 @@ class SentEpisodes:
     def delete(self) -> None:
         with Connection(self.url) as conn:
             conn.channel().queue_delete(self.queue.name)
+
+
+def heartbeat_stored(db_url: str, model_id: int) -> bool:
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        found = conn.scalar(select(HeartbeatRow.agent).where(HeartbeatRow.model_id == model_id))
+    engine.dispose()
+    return found is not None
 
 
 def stored_episodes(db_url: str, model_id: int) -> list[tuple[int, int, int, int]]:
@@ -455,6 +464,7 @@ async def test_a_killed_agent_fails_its_runs_and_leaves_no_actor_behind(build, m
     agent = stack.agents.start("doomed")
     model_id = await start_run(stack, target_episode=100_000)
     await midway(stack, model_id, 100)
+    await until(lambda: heartbeat_stored(stack.db_url, model_id), 20, "a heartbeat is stored")
     actors = child_pids(agent.pid)
     assert len(actors) == 4
     agent.send_signal(signal.SIGKILL)
