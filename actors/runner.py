@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     watch_parent(os.getppid())
 
     cfg = load_config()
+    lower_priority(cfg.agent.actor_nice)
     setup_logging(cfg.log_level, cfg.log_format)
     configure(cfg.training)  # the agent host's allow-list and metrics directory
     spec = RunSpec.model_validate_json(sys.stdin.read())
@@ -66,6 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         return 1
     return 0
+
+
+def lower_priority(nice: int) -> None:
+    """Run at niceness `nice` (0: as started): training is batch work and should give way
+    to the web service and the database on a shared machine. A process started nicer
+    stays so; only a privileged one could lower it again."""
+    if nice and hasattr(os, "setpriority"):
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        if nice > current:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
 
 
 def watch_parent(parent: int, every: float = 0.5) -> None:

@@ -116,6 +116,18 @@ class SupervisionConfig(_Section):
         return timeout
 
 
+class AgentConfig(_Section):
+    """How an agent runs the actor processes it starts."""
+
+    actor_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="niceness of actor processes: training is batch work, the web service "
+        "interactive; 0 leaves it alone",
+    )
+
+
 class TrainingConfig(_Section):
     """What runs may import, and where trainers write metric files."""
 
@@ -154,6 +166,7 @@ class Config(_Section):
     assistant: AssistantConfig = AssistantConfig()
     supervision: SupervisionConfig = SupervisionConfig()
     training: TrainingConfig = TrainingConfig()
+    agent: AgentConfig = AgentConfig()
 
     @field_validator("secret_key")
     @classmethod

@@ -201,6 +201,7 @@ def actor_environment(cfg: Config, config_file: str | None) -> dict[str, str]:
         RUNT_BROKER_PREFIX=cfg.broker.prefix,
         RUNT_LOG_LEVEL=cfg.log_level,
         RUNT_LOG_FORMAT=cfg.log_format,
+        RUNT_AGENT_ACTOR_NICE=str(cfg.agent.actor_nice),
     )
     if config_file:
         env["RUNT_CONFIG"] = str(Path(config_file).resolve())
