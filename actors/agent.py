@@ -9,7 +9,7 @@ and watches over them until they exit.
 - `run.<id>.stop` (every agent hears every stop): the run's actors here get `stop_grace`
   seconds to finish by themselves, then SIGTERM, then SIGKILL.
 - A rollout worker that dies is started again as a new incarnation, up to
-  `max_restarts` times. A replay-path trainer killed by a signal (kill -9, the OOM
+  `max_restarts` times. A trainer killed by a signal (kill -9, the OOM
   killer) is started again too and continues from the checkpoint it keeps in this
   agent's work directory (weights, optimiser, counters). Any other trainer or buffer that
   dies fails the run (one that raised has reported its error as the failure itself), and
@@ -236,18 +236,14 @@ class Agent:
     @staticmethod
     def restartable(entry: Supervised, code: int | None) -> bool:
         """A rollout worker is restarted whatever ended it. A trainer only when a signal
-        killed it (one that raised has failed the run and stopped it already), and only on
-        the replay path: the replay buffer still holds experience to learn from, while an
-        on-policy buffer and its workers have moved past the versions it would restore.
-        A buffer is not restarted: empty, it would wait for more experience than workers
-        send before the learner moves on."""
+        killed it (one that raised has failed the run and stopped it already); it goes on
+        from its local checkpoint, and its weights carry its incarnation, so the workers
+        (and, on-policy, the segment assembler) follow its versions. A buffer is not
+        restarted: empty, it would wait for more experience than workers send before
+        the learner moves on."""
         if entry.ident.role == "rollout":
             return True
-        if entry.ident.role != "trainer" or code is None or code >= 0:
-            return False
-        from actors.registry import algorithm_of  # the algorithms import torch
-
-        return algorithm_of(entry.spec).buffer == "replay"
+        return entry.ident.role == "trainer" and code is not None and code < 0
 
     def forget_run_files(self, run_id: int) -> None:
         """The trainer's local checkpoint of a run that ended here is no longer needed."""

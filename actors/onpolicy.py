@@ -35,20 +35,23 @@ class SegmentAssembler:
             raise ValueError(f"segments_per_batch must be at least 1, got {segments_per_batch}")
         self.segments_per_batch = segments_per_batch
         self.version = version  # the version a batch is being assembled for
+        # The trainer incarnation of that version: a restarted trainer goes on from the
+        # version of its checkpoint, lower than the lost one's, and its versions win.
+        self.epoch = 0
         self.pending: list[Arrays] = []
         self.stale = 0  # segments dropped, over the run
 
-    def add(self, version: int, segment: Arrays) -> bool:
-        """Keep `segment` if it is of the current version (a newer one becomes current);
-        False if it was dropped as stale. BadMessage if its arrays do not match the
-        pending segments' layout."""
-        if version < self.version:
+    def add(self, version: int, segment: Arrays, epoch: int = 0) -> bool:
+        """Keep `segment` if it is of the current (epoch, version) (a newer one becomes
+        current); False if it was dropped as stale. BadMessage if its arrays do not match
+        the pending segments' layout."""
+        if (epoch, version) < (self.epoch, self.version):
             self.stale += 1
             return False
-        if version > self.version:
+        if (epoch, version) > (self.epoch, self.version):
             self.stale += len(self.pending)
             self.pending = []
-            self.version = version
+            self.epoch, self.version = epoch, version
         if self.pending:
             expected = {name: a.shape for name, a in self.pending[0].items()}
             if {name: a.shape for name, a in segment.items()} != expected:
@@ -87,7 +90,7 @@ class OnPolicyBuffer(Actor):
         if not isinstance(header, SegmentHeader):
             raise BadMessage(f"{header.type} on the experience queue of an on-policy run")
         self.worker_steps[(header.worker, header.incarnation)] = header.env_steps
-        self.assembler.add(header.policy_version, arrays)
+        self.assembler.add(header.policy_version, arrays, header.epoch)
 
     def step(self) -> None:
         ready = self.assembler.take()

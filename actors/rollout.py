@@ -73,6 +73,7 @@ class RolloutWorker(Actor):
         self.env_steps = 0
         self.steps_on_version = 0
         self.shipped_version = -1  # on-policy: the version of the last segment sent
+        self.shipped_epoch = 0  # ... and the trainer incarnation of that version
         self.pending_version = 0  # the version of the last step collected
         self.seq = 0
         self.finished: list[EpisodeRecord] = []
@@ -107,7 +108,8 @@ class RolloutWorker(Actor):
         if self.first_version is None:
             return True  # a resumed run acts with the restored policy, never from scratch
         if self.on_policy:  # one segment per version
-            return self.policy_version <= self.shipped_version
+            held = (self.weights_epoch, self.policy_version)
+            return held <= (self.shipped_epoch, self.shipped_version)
         if self.policy_version == self.first_version:  # learning has not started: warm up
             warmup = STEPS_AHEAD_SLACK * self.config.learning_starts / self.config.num_workers
             return self.env_steps > warmup
@@ -173,7 +175,11 @@ class RolloutWorker(Actor):
             "policy_version": version,
             "env_steps": self.env_steps,
         }
-        header = SegmentHeader(**fields) if self.on_policy else ExperienceHeader(**fields)
+        if self.on_policy:
+            header = SegmentHeader(**fields, epoch=self.weights_epoch)
+            self.shipped_epoch = self.weights_epoch
+        else:
+            header = ExperienceHeader(**fields)
         self.shipped_version = version
         self.bus.publish(
             self.topology.data,

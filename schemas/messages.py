@@ -275,6 +275,9 @@ class SegmentHeader(Message):
     worker: int
     incarnation: int = 0
     policy_version: int
+    epoch: int = Field(
+        0, ge=0, description="the incarnation of the trainer whose weights played it"
+    )
     env_steps: int = Field(0, description="the worker's env steps so far")
 
 

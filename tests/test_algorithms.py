@@ -145,6 +145,21 @@ def test_a_newer_version_makes_the_pending_segments_stale():
     assert (assembler.version, assembler.stale, len(assembler.pending)) == (7, 2, 1)
 
 
+def test_a_restarted_trainers_versions_win_though_they_are_lower():
+    assembler = SegmentAssembler(segments_per_batch=2)
+    for version in range(9):  # the lost trainer reached version 9
+        assembler.add(version, segment(1.0))
+        assembler.add(version, segment(1.0))
+        assembler.take()
+    assembler.add(9, segment(1.0))  # half a batch for the lost trainer
+    assert assembler.add(6, segment(2.0), epoch=1)  # its successor restored version 6
+    assert not assembler.add(9, segment(9.0))  # a late segment of the lost trainer
+    assert assembler.add(6, segment(3.0), epoch=1)
+    version, batch = assembler.take()
+    assert version == 6 and batch["reward"][:, 0, 0].tolist() == [2.0, 3.0]
+    assert (assembler.epoch, assembler.version, assembler.stale) == (1, 7, 2)
+
+
 def test_segments_beyond_the_batch_are_stale_once_it_is_taken():
     assembler = SegmentAssembler(segments_per_batch=1)
     assembler.add(0, segment(1.0))

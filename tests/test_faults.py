@@ -45,6 +45,7 @@ from tests.conftest import (
 )
 from tests.services import free_port, port_open, private_mariadb, private_rabbitmq  # noqa: F401
 from tests.test_e2e_training import (
+    PPO_PRESET,
     PRESET,
     TERMINAL,
     Agents,
@@ -369,6 +370,39 @@ async def test_a_killed_trainer_continues_from_its_checkpoint(build, mysql_serve
     assert model["metrics"]["charts/updates"] > updates
     assert model["metrics"]["charts/env_steps"] > env_steps
     assert assert_episodes_match(stack, model, everything=False) == 2000
+
+
+async def test_a_killed_ppo_trainer_continues_and_its_workers_follow(build, mysql_server):
+    """On-policy, the restored version is lower than the one the workers and the segment
+    assembler had reached; the new trainer's incarnation (epoch) makes its versions win."""
+    stack = await build(MYSQL_URL, AMQP_URL)
+    agent = stack.agents.start("solo")
+    run = {
+        **PPO_PRESET,
+        "num_workers": 2,
+        "stop_reward": None,
+        "learning_rate": 1e-5,  # slow learning keeps episodes short and the run long enough
+        "seed": 5,
+        "target_episode": 3000,
+        "hyperparameters": {**PPO_PRESET["hyperparameters"], "eval_interval_updates": 10_000},
+    }
+    status, body = await stack.api.post("/train/", json=run)
+    assert status == 201, body
+    model_id = body["id"]
+    await midway(stack, model_id, 300)
+    await asyncio.sleep(4)  # a local checkpoint after learning started (every 3 s)
+    (victim,) = actor_pids(agent.pid, "trainer")
+    os.kill(victim, signal.SIGKILL)
+
+    model = await wait_for(stack.api, model_id, lambda m: m["status"] in TERMINAL, timeout=150)
+    assert model["status"] == "completed", model["status_history"]
+    reasons = [h["reason"] or "" for h in model["status_history"]]
+    found = [m for r in reasons if (m := RESTORED.search(r))]
+    assert len(found) == 1, reasons
+    updates, _, _, version = map(int, found[0].groups())
+    assert updates > 0 and version == updates  # PPO: one version per update
+    assert model["metrics"]["charts/updates"] > updates  # it learned on after the restart
+    assert assert_episodes_match(stack, model, everything=False) == 3000
 
 
 async def test_a_killed_buffer_fails_the_run_with_the_reason(build, mysql_server):
