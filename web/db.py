@@ -128,7 +128,6 @@ class Database:
         self.read_engine = (
             self.engine if self.engine.dialect.name == "sqlite" else make_read_engine(cfg)
         )
-        self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         # As many threads as pooled connections: with more, calls beyond the pool open an
         # overflow connection each (TCP, login, TLS setup) and close it again, which
         # under load cost more than the queries (bench/api_load.py). The overflow stays
@@ -142,26 +141,25 @@ class Database:
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run `fn(session, *args, **kwargs)`, which only reads, on the DB thread pool.
+        """Run `fn(connection, *args, **kwargs)`, which only reads, on the DB thread pool.
 
-        On MySQL each statement sees the data committed when it starts (autocommit), so
-        `fn` should ask what must agree in one statement. A connection found dead is
-        replaced and the read tried once more.
+        A Core connection, not an ORM session: the ORM's execution layer cost more than
+        a short query. On MySQL each statement sees the data committed when it starts
+        (autocommit), so `fn` should ask what must agree in one statement. A connection
+        found dead is replaced and the read tried once more.
         """
         call = functools.partial(self._read, fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if self.read_engine is self.engine:
-            return self._in_session(fn, *args, **kwargs)
         try:
-            with self.read_sessions() as session:
-                return fn(session, *args, **kwargs)
+            with self.read_engine.connect() as connection:
+                return fn(connection, *args, **kwargs)
         except exc.DBAPIError as error:
             if not error.connection_invalidated:
                 raise
-        with self.read_sessions() as session:
-            return fn(session, *args, **kwargs)
+        with self.read_engine.connect() as connection:  # a fresh one from the pool
+            return fn(connection, *args, **kwargs)
 
     def _in_session(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self.sessions.begin() as session:

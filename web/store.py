@@ -3,12 +3,13 @@ inside `Database.run` (a thread), so nothing here may touch the event loop."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import Connection, Select, and_, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
@@ -71,12 +72,23 @@ def open_session(db: DbSession, user_id: int, token_hash: str, ttl: timedelta) -
     return expires
 
 
-def session_user(db: DbSession, token_hash: str) -> tuple[int, str] | None:
-    row = db.execute(
-        select(User.id, User.username)
-        .join(Session, Session.user_id == User.id)
-        .where(Session.token_hash == token_hash, Session.expires_at > utcnow())
-    ).first()
+# The reads behind every API request are built once, with bound parameters: building a
+# statement and its cache key cost more than the query (bench/api_load.py). Table
+# columns rather than ORM attributes, so they run on a plain Connection (`Database.read`).
+_users, _sessions = User.__table__, Session.__table__
+_models, _training_data = Model.__table__, TrainingData.__table__
+
+SESSION_USER = (
+    select(_users.c.id, _users.c.username)
+    .join(_sessions, _sessions.c.user_id == _users.c.id)
+    .where(
+        _sessions.c.token_hash == bindparam("token_hash"), _sessions.c.expires_at > bindparam("now")
+    )
+)
+
+
+def session_user(db: DbSession | Connection, token_hash: str) -> tuple[int, str] | None:
+    row = db.execute(SESSION_USER, {"token_hash": token_hash, "now": utcnow()}).first()
     return (row[0], row[1]) if row else None
 
 
@@ -112,7 +124,6 @@ MODEL_FIELDS = (
 )
 
 
-MODEL_COLUMNS = tuple(getattr(Model, name) for name in MODEL_FIELDS)
 TIME_FIELDS = ("create_time", "update_time")
 
 
@@ -232,8 +243,27 @@ class Page:
         return (self.page - 1) * self.page_size
 
 
+@functools.cache
+def _models_page(by_status: bool, by_algorithm: bool) -> tuple[Select, Select]:
+    """(count, page) statements of an owner's runs, newest first, with the filters asked."""
+    where = [_models.c.owner_id == bindparam("owner_id")]
+    if by_status:
+        where.append(_models.c.status == bindparam("status"))
+    if by_algorithm:
+        where.append(_models.c.algorithm == bindparam("algorithm"))
+    count = select(func.count()).select_from(_models).where(*where)
+    page = (
+        select(count.scalar_subquery().label("total"), *(_models.c[n] for n in MODEL_FIELDS))
+        .where(*where)
+        .order_by(_models.c.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    return count, page
+
+
 def list_models(
-    db: DbSession,
+    db: DbSession | Connection,
     owner_id: int,
     page: int,
     page_size: int,
@@ -245,21 +275,11 @@ def list_models(
     One statement carries the page and the total (a subquery), so they agree and cost
     one round trip; only a page past the end asks for the total on its own.
     """
-    where = [Model.owner_id == owner_id]
-    if status is not None:
-        where.append(Model.status == status)
-    if algorithm is not None:
-        where.append(Model.algorithm == algorithm)
-    count = select(func.count()).select_from(Model).where(*where)
-    offset = (page - 1) * page_size
-    rows = db.execute(
-        select(count.scalar_subquery().label("total"), *MODEL_COLUMNS)
-        .where(*where)
-        .order_by(Model.id.desc())
-        .offset(offset)
-        .limit(page_size)
-    ).all()
-    total = rows[0][0] if rows else db.scalar(count)
+    count, page_of = _models_page(status is not None, algorithm is not None)
+    params = {"owner_id": owner_id, "status": status, "algorithm": algorithm}
+    rows = db.execute(page_of, {**params, "limit": page_size, "offset": (page - 1) * page_size})
+    rows = rows.all()
+    total = rows[0][0] if rows else db.scalar(count, params)
     models = []
     for row in rows:
         model = dict(zip(MODEL_FIELDS, row[1:], strict=True))
@@ -316,8 +336,29 @@ def status_history(db: DbSession, model_id: int, limit: int = 200) -> list[dict[
     return [row._asdict() for row in reversed(rows)]
 
 
+_episodes = and_(
+    _training_data.c.model_id == _models.c.id,
+    _training_data.c.episode > bindparam("first"),
+    _training_data.c.episode <= bindparam("last"),
+)
+TRAIN_DATA_PAGE = (
+    select(
+        _models.c.algorithm,
+        _models.c.current_episode,
+        _training_data.c.episode,
+        _training_data.c.reward,
+        _training_data.c.smoothed_reward,
+        _training_data.c.length,
+        _training_data.c.create_time,
+    )
+    .select_from(_models.outerjoin(_training_data, _episodes))
+    .where(_models.c.id == bindparam("model_id"), _models.c.owner_id == bindparam("owner_id"))
+    .order_by(_training_data.c.episode)
+)
+
+
 def train_data_page(
-    db: DbSession, owner_id: int, model_id: int, page: int, page_size: int
+    db: DbSession | Connection, owner_id: int, model_id: int, page: int, page_size: int
 ) -> tuple[str, Page, list[dict[str, Any]]] | None:
     """(algorithm, page, rows) of a run's episodes in episode order; None if not owned.
 
@@ -329,26 +370,8 @@ def train_data_page(
     gives one row without any), so they agree and cost one round trip.
     """
     offset = (page - 1) * page_size
-    episodes = and_(
-        TrainingData.model_id == Model.id,
-        TrainingData.episode > offset,
-        TrainingData.episode <= offset + page_size,
-    )
-    found = db.execute(
-        select(
-            Model.algorithm,
-            Model.current_episode,
-            TrainingData.episode,
-            TrainingData.reward,
-            TrainingData.smoothed_reward,
-            TrainingData.length,
-            TrainingData.create_time,
-        )
-        .select_from(Model)
-        .outerjoin(TrainingData, episodes)
-        .where(Model.id == model_id, Model.owner_id == owner_id)
-        .order_by(TrainingData.episode)
-    ).all()
+    params = {"model_id": model_id, "owner_id": owner_id, "first": offset}
+    found = db.execute(TRAIN_DATA_PAGE, {**params, "last": offset + page_size}).all()
     if not found:
         return None
     algorithm, total = found[0][0], found[0][1]
