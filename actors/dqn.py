@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -41,6 +42,7 @@ from actors.replay import RateLimiter, Transition
 from schemas.messages import PolicyRef, RunSpec
 
 SPEC_FIELDS = ("learning_rate", "batch_size", "buffer_size", "gamma", "seed", "num_workers")
+UPDATE_METRICS = ("losses/td_loss", "losses/q_mean", "losses/td_target_mean", "losses/grad_norm")
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ class DQNLearner:
         seed = config.seed if seed is None else seed
         self.q_network = build_q_network(spaces, config.hidden, seed, config.policy)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
+        self.online_params = list(self.q_network.parameters())
         # fused: one kernel for all parameters, measurably faster for small nets on CPU
         self.optimizer = torch.optim.Adam(
             self.q_network.parameters(), lr=config.learning_rate, fused=True
@@ -180,37 +183,63 @@ class DQNLearner:
 
     def update(self, batch: Transition) -> dict[str, float]:
         obs = torch.as_tensor(batch.obs)
-        actions = torch.as_tensor(batch.action, dtype=torch.int64)
+        actions = torch.as_tensor(batch.action, dtype=torch.int64).unsqueeze(1)
         rewards = torch.as_tensor(batch.reward, dtype=torch.float32)
         next_obs = torch.as_tensor(batch.next_obs)
         terminated = torch.as_tensor(batch.terminated)
 
-        with torch.no_grad():
-            td_target = double_dqn_target(
-                rewards,
-                terminated,
-                self.config.gamma,
-                next_q_online=self.q_network(next_obs),
-                next_q_target=self.target_network(next_obs),
-            )
-        q_taken = self.q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
-        td_loss = F.smooth_l1_loss(q_taken, td_target)
-
-        self.optimizer.zero_grad()
-        td_loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.q_network.parameters(), self.config.max_grad_norm
-        )
+        target = functools.partial(double_dqn_target, rewards, terminated, self.config.gamma)
+        if isinstance(self.q_network, QNetwork):
+            td_loss, q_taken, td_target = self._mlp_gradients(obs, actions, next_obs, target)
+        else:
+            td_loss, q_taken, td_target = self._autograd_gradients(obs, actions, next_obs, target)
+        grad_norm = self._clip_gradients()
         self.optimizer.step()
         self.updates += 1
         if self.updates % self.config.target_update_interval == 0:
             self._refresh_target()
-        return {
-            "losses/td_loss": td_loss.item(),
-            "losses/q_mean": q_taken.mean().item(),
-            "losses/td_target_mean": td_target.mean().item(),
-            "losses/grad_norm": grad_norm.item(),
-        }
+        summary = (td_loss, q_taken.mean(), td_target.mean(), grad_norm)
+        values = torch.stack(summary).tolist()  # one conversion instead of four
+        return dict(zip(UPDATE_METRICS, values, strict=True))
+
+    def _autograd_gradients(self, obs, actions, next_obs, target) -> tuple[torch.Tensor, ...]:
+        """Any Q-network: the TD loss's gradients in the parameters' `.grad`."""
+        with torch.no_grad():
+            td_target = target(self.q_network(next_obs), self.target_network(next_obs))
+        q_taken = self.q_network(obs).gather(1, actions).squeeze(1)
+        td_loss = F.smooth_l1_loss(q_taken, td_target)
+        self.optimizer.zero_grad()
+        td_loss.backward()
+        return td_loss.detach(), q_taken.detach(), td_target
+
+    @torch.no_grad()
+    def _mlp_gradients(self, obs, actions, next_obs, target) -> tuple[torch.Tensor, ...]:
+        """runt's MLP: the same gradients as `_autograd_gradients`, by hand. One forward
+        pass over obs and next_obs together (the online net scores both), and the Huber
+        loss's derivative, clamp(q - target, -1, 1) / batch, backpropagated through the
+        layers (`QNetwork.parameter_grads`)."""
+        size = len(obs)
+        inputs, q_values = self.q_network.forward_keeping_inputs(torch.cat((obs, next_obs)))
+        td_target = target(q_values[size:], self.target_network(next_obs))
+        q_taken = q_values[:size].gather(1, actions).squeeze(1)
+        td_loss = F.smooth_l1_loss(q_taken, td_target)
+        grad_taken = (q_taken - td_target).clamp(-1.0, 1.0).unsqueeze(1) / size
+        grad_q = torch.zeros_like(q_values[:size]).scatter_(1, actions, grad_taken)
+        grads = self.q_network.parameter_grads([x[:size] for x in inputs], grad_q)
+        for param, grad in zip(self.online_params, grads, strict=True):
+            param.grad = grad
+        return td_loss, q_taken, td_target
+
+    @torch.no_grad()
+    def _clip_gradients(self) -> torch.Tensor:
+        """clip_grad_norm_ without its grouping by device and dtype (one CPU group here):
+        scale every gradient by min(1, max_norm / (global norm + 1e-6))."""
+        grads = [param.grad for param in self.online_params]
+        total_norm = torch.linalg.vector_norm(torch.cat([grad.reshape(-1) for grad in grads]))
+        scale = (self.config.max_grad_norm / (total_norm + 1e-6)).clamp_(max=1.0)
+        for grad in grads:
+            grad.mul_(scale)
+        return total_norm
 
     @torch.no_grad()
     def _refresh_target(self) -> None:
