@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
 
 from actors.envs import EnvError, EnvSpaces, VectorCollector, make_env, make_vector_env
-from actors.evaluate import evaluate
+from actors.evaluate import evaluate, evaluation_envs
 from actors.serial import run_serial
 from schemas.messages import RunSpec
 
@@ -88,6 +89,29 @@ def test_evaluate_scores_one_episode_per_environment():
     assert result.std == pytest.approx(np.std(result.returns))
     again = evaluate(ConstantPolicy(1), "CartPole-v1", {}, episodes=6, seed=3)
     assert again.returns == result.returns
+
+
+def test_evaluation_steps_cartpole_batched_with_the_same_dynamics():
+    batched = evaluation_envs("CartPole-v1", {}, 4, seed=0)
+    one_by_one = evaluation_envs("CartPole-v1", {"max_episode_steps": 500}, 4, seed=0)
+    assert not isinstance(batched, gym.vector.SyncVectorEnv)
+    assert isinstance(one_by_one, gym.vector.SyncVectorEnv)
+    obs, _ = batched.reset(seed=1)
+    one_by_one.reset(seed=2)
+    for index, env in enumerate(one_by_one.envs):  # the same start in both
+        env.unwrapped.state = batched.unwrapped.state[:, index].copy()
+    rng = np.random.default_rng(0)
+    running = np.ones(4, dtype=bool)
+    while running.any():
+        actions = rng.integers(0, 2, size=4)
+        obs, rewards, terminated, truncated, _ = batched.step(actions)
+        obs_1, rewards_1, terminated_1, _, _ = one_by_one.step(actions)
+        assert np.array_equal(rewards[running], rewards_1[running])
+        assert np.array_equal(terminated[running], terminated_1[running])
+        running &= ~(terminated | truncated)  # (an ended one shows its next start)
+        assert np.allclose(obs[running], obs_1[running], atol=1e-6)
+    batched.close()
+    one_by_one.close()
 
 
 def test_serial_loop_wires_collection_replay_and_learning():
