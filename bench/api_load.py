@@ -15,12 +15,28 @@ but a 200, or no answer), first while the runs train, then again after they are 
 (the baseline: the same requests against the same data with nothing training), and the
 ratio of p99 against the target (p99 under 100 ms, zero errors).
 
+Two kinds of load:
+
+* closed loop (the default): each client sends its next request as soon as the last is
+  answered. 50 clients always have 50 requests in flight, so this finds the service's
+  saturation throughput, and the latency is mostly queueing (Little's law).
+* open loop (`--rate R`): each client sends R requests/s on a schedule (`--arrivals
+  poisson`: exponential gaps, or `fixed`), whatever the answers do. A client still sends
+  one request at a time; one whose answer comes late sends the next at once, and every
+  latency is counted from the time the request was *scheduled*, so a slow service's
+  queue shows in the figures instead of slowing the clients down (no coordinated
+  omission). It measures the latency at a given offered load.
+
 How to run
 ----------
 With MariaDB on 127.0.0.1:3306 (root) and RabbitMQ on 127.0.0.1:5672 (guest), from the
 repository root::
 
     .venv/bin/python bench/api_load.py [--clients 50] [--duration 20] [--runs 4]
+        [--rate R [--arrivals poisson|fixed]] [--actor-nice N] [--set RUNT_KEY=VALUE ...]
+
+`--actor-nice` sets the agent's `agent.actor_nice` (the niceness of the actor
+processes); `--set` passes any other config variable to both services.
 
 Processes are ended by their pid (and their actor children), the database is dropped
 and the broker prefix deleted at the end, also on failure or Ctrl-C.
@@ -76,7 +92,7 @@ def start(command: list[str], env: dict[str, str], log) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
 
-def service_env(database_url: str, broker: str, prefix: str) -> dict[str, str]:
+def service_env(database_url: str, broker: str, prefix: str, nice: int | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNT_")}
     env.update(
         RUNT_DATABASE_URL=database_url,
@@ -87,6 +103,8 @@ def service_env(database_url: str, broker: str, prefix: str) -> dict[str, str]:
         RUNT_LOG_LEVEL="WARNING",
         PYTHONPATH=str(REPO),
     )
+    if nice is not None:
+        env["RUNT_AGENT_ACTOR_NICE"] = str(nice)
     return env
 
 
@@ -139,19 +157,41 @@ async def wait_training(session, headers, ids: list[int], timeout: float) -> Non
     raise SystemExit(f"the runs did not start training within {timeout:.0f} s")
 
 
-async def load(base: str, headers, ids: list[int], clients: int, duration: float):
-    """Latencies (ms) per endpoint and the errors, of `clients` back-to-back clients."""
+def gaps(rate: float, arrivals: str, rng: random.Random):
+    """Seconds between one client's scheduled requests; none for the closed loop."""
+    while True:
+        if rate <= 0:
+            yield 0.0
+        elif arrivals == "fixed":
+            yield 1.0 / rate
+        else:
+            yield rng.expovariate(rate)
+
+
+async def load(base: str, headers, ids: list[int], args):
+    """Latencies (ms) per endpoint and the errors, of `args.clients` clients: back to back
+    (closed loop) or each at `args.rate` requests/s (open loop, from the scheduled time)."""
     latencies: dict[str, list[float]] = {"/models/": [], "train-data": []}
     errors: list[str] = []
     pages = {i: 1 for i in ids}
-    end = time.perf_counter() + duration
+    started = time.perf_counter()
+    end = started + args.duration
 
     async def client(n: int) -> None:
         rng = random.Random(n)
         timeout = aiohttp.ClientTimeout(total=30)
+        # Open loop: clients start at random points of their first gap, not in step.
+        scheduled = started + (rng.uniform(0, 1 / args.rate) if args.rate > 0 else 0.0)
+        schedule = gaps(args.rate, args.arrivals, rng)
         async with aiohttp.ClientSession(base, headers=headers, timeout=timeout) as session:
             turn = n
-            while time.perf_counter() < end:
+            while True:
+                now = time.perf_counter()
+                scheduled = max(scheduled, now) if args.rate <= 0 else scheduled
+                if scheduled >= end:
+                    break
+                if scheduled > now:
+                    await asyncio.sleep(scheduled - now)
                 turn += 1
                 if turn % 2:
                     kind, path = "/models/", "/models/?page=1&page_size=20"
@@ -159,7 +199,7 @@ async def load(base: str, headers, ids: list[int], clients: int, duration: float
                     run = rng.choice(ids)
                     kind = "train-data"
                     path = f"/models/{run}/train-data/?page={pages[run]}&page_size=100"
-                start = time.perf_counter()
+                start, scheduled = scheduled, scheduled + next(schedule)
                 try:
                     async with session.get(path) as resp:
                         body = await resp.json()
@@ -173,8 +213,7 @@ async def load(base: str, headers, ids: list[int], clients: int, duration: float
                 if kind == "train-data":
                     pages[run] = max(pages[run], body["data"]["total_pages"])
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client(n) for n in range(clients)))
+    await asyncio.gather(*(client(n) for n in range(args.clients)))
     return latencies, errors, time.perf_counter() - started
 
 
@@ -204,7 +243,13 @@ async def bench(args, base: str, ids_out: list[int]) -> None:
         ids_out.extend(await submit_runs(session, headers, args.runs))
         print(f"runs {ids_out} submitted; waiting for their episodes")
         await wait_training(session, headers, ids_out, args.start_timeout)
-        latencies, errors, seconds = await load(base, headers, ids_out, args.clients, args.duration)
+        if args.rate > 0:
+            offered = args.clients * args.rate
+            print(f"open loop: {args.clients} clients x {args.rate:g} requests/s "
+                  f"({args.arrivals}) = {offered:g} requests/s offered")  # fmt: skip
+        else:
+            print(f"closed loop: {args.clients} clients, back to back")
+        latencies, errors, seconds = await load(base, headers, ids_out, args)
         counts = [await episodes_of(session, headers, i) for i in ids_out]
         p99 = report(f"while {args.runs} runs train", latencies, errors, seconds)
         print(f"  episodes stored so far: {counts}")
@@ -212,7 +257,7 @@ async def bench(args, base: str, ids_out: list[int]) -> None:
             async with session.post("/stop-train/", json={"model_id": run}, headers=headers):
                 pass
         await asyncio.sleep(args.settle)
-        base_lat, base_err, base_s = await load(base, headers, ids_out, args.clients, args.duration)
+        base_lat, base_err, base_s = await load(base, headers, ids_out, args)
         base_p99 = report("baseline: the same after the runs stopped", base_lat, base_err, base_s)
     verdict = "met" if p99 < TARGET_P99_MS and not errors else "MISSED"
     print(f"\np99/target = {p99 / TARGET_P99_MS:.2f} (target p99 < {TARGET_P99_MS:.0f} ms and "
@@ -224,6 +269,24 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
     parser.add_argument("--runs", type=int, default=4)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="open loop: requests/s of each client (latency from the scheduled time); "
+        "0: closed loop, each client back to back",
+    )
+    parser.add_argument("--arrivals", choices=["poisson", "fixed"], default="poisson")
+    parser.add_argument(
+        "--actor-nice", type=int, default=None, help="agent.actor_nice (default: the config's)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="RUNT_KEY=VALUE",
+        help="a config variable for both services, e.g. RUNT_DATABASE_POOL_SIZE=20",
+    )
     parser.add_argument("--start-timeout", type=float, default=180.0)
     parser.add_argument("--settle", type=float, default=8.0, help="seconds after stopping")
     parser.add_argument("--broker", default=os.environ.get("RUNT_BENCH_AMQP_URL", DEFAULT_BROKER))
@@ -235,7 +298,12 @@ def main() -> int:
 
     prefix = fresh_prefix("load")
     database_url = create_database(args.database_url)
-    env = service_env(database_url, args.broker, prefix)
+    env = service_env(database_url, args.broker, prefix, args.actor_nice)
+    for setting in args.set:
+        name, _, value = setting.partition("=")
+        if not name.startswith("RUNT_") or not value:
+            parser.error(f"--set {setting}: expected RUNT_KEY=VALUE")
+        env[name] = value
     port = free_port()
     log = tempfile.NamedTemporaryFile("w", prefix="runt-bench-load-", suffix=".log", delete=False)  # noqa: SIM115
     print(f"service logs: {log.name}")
