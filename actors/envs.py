@@ -118,18 +118,22 @@ class VectorCollector:
         self.num_envs = envs.num_envs
         self.obs, _ = envs.reset(seed=seed)
         self.episode_reward = np.zeros(self.num_envs, dtype=np.float64)
-        self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
+        self.steps = 0  # steps of the vector env; lengths are counted from where episodes began
+        self.episode_start = [0] * self.num_envs
 
     def step(self, actions: np.ndarray) -> tuple[Transition, list[Episode]]:
-        next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
-        done = np.logical_or(terminated, truncated)
-        any_done = bool(done.any())
+        # A truncation ends an episode too: it shows in the final observations' mask.
+        next_obs, rewards, terminated, _truncated, infos = self.envs.step(actions)
+        self.episode_reward += rewards
+        self.steps += 1
+        # SAME_STEP: the final observations (and their mask) are there only on steps where
+        # an episode ended, so most steps need nothing more.
+        ended = infos.get("_final_obs")
+        finished: list[Episode] = []
         real_next_obs = next_obs  # a fresh array every step (the vector env copies)
-        if any_done:
+        if ended is not None and ended.any():
             real_next_obs = next_obs.copy()
-            for i in np.flatnonzero(infos["_final_obs"]):
-                real_next_obs[i] = infos["final_obs"][i]
-
+            finished = self._finish(real_next_obs, ended, infos["final_obs"])
         transition = Transition(
             obs=self.obs,
             action=np.asarray(actions),
@@ -138,21 +142,18 @@ class VectorCollector:
             terminated=np.asarray(terminated, dtype=bool),
         )
         self.obs = next_obs
-        return transition, self._count_episodes(rewards, done, any_done)
+        return transition, finished
 
-    def _count_episodes(
-        self, rewards: np.ndarray, done: np.ndarray, any_done: bool
-    ) -> list[Episode]:
-        self.episode_reward += rewards
-        self.episode_length += 1
-        if not any_done:
-            return []
-        finished = [
-            Episode(int(i), float(self.episode_reward[i]), int(self.episode_length[i]))
-            for i in np.flatnonzero(done)
-        ]
-        self.episode_reward[done] = 0.0
-        self.episode_length[done] = 0
+    def _finish(self, next_obs: np.ndarray, ended: np.ndarray, final_obs) -> list[Episode]:
+        """The episodes that ended: their final observations go into `next_obs`, their
+        returns and lengths are reported and counted from zero again."""
+        finished = []
+        for i in np.flatnonzero(ended).tolist():
+            next_obs[i] = final_obs[i]
+            reward = float(self.episode_reward[i])
+            finished.append(Episode(i, reward, self.steps - self.episode_start[i]))
+            self.episode_reward[i] = 0.0
+            self.episode_start[i] = self.steps
         return finished
 
     def close(self) -> None:

@@ -16,6 +16,11 @@ What it collects is the algorithm's (actors/algorithm.py `Algorithm.make_collect
   stale segment, and the buffer's stale count stays at the few a restart may cause.
 Finished episodes, each with this worker's id, incarnation and sequence number, are
 reported together in one `episodes` event every `EPISODES_EVERY_S`.
+
+Frames and episode events are published by a thread of the worker with connections of its
+own (broker/background.py), so the loop neither writes frames to the socket nor waits for
+the events' confirms; it waits only when that thread is `max_pending` publishes behind. A
+worker that stops waits in `finish` until every event it handed over is confirmed.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ import numpy as np
 
 from actors.algorithm import EXPERIENCE_BATCH, EnvShape
 from actors.base import Actor, Every
-from actors.envs import VectorCollector, make_vector_env
-from broker.codec import bytes_to_state, decode_frame, encode_frame
+from actors.envs import Episode, VectorCollector, make_vector_env
+from broker.background import BackgroundPublisher
+from broker.codec import bytes_to_state, decode_frame
+from broker.sync import Bus
 from schemas.messages import (
     BadMessage,
-    EpisodeRecord,
     EpisodesFinished,
     ExperienceHeader,
     SegmentHeader,
@@ -76,7 +82,7 @@ class RolloutWorker(Actor):
         self.shipped_epoch = 0  # ... and the trainer incarnation of that version
         self.pending_version = 0  # the version of the last step collected
         self.seq = 0
-        self.finished: list[EpisodeRecord] = []
+        self.finished: list[dict] = []  # EpisodeRecord fields, not yet reported
         self.episodes_due = Every(EPISODES_EVERY_S)
         self.poll_due = Every(POLL_EVERY_S)
         self.max_steps_per_version = self._steps_per_version()
@@ -91,6 +97,16 @@ class RolloutWorker(Actor):
         weights = self.topology.weights(self.run_id, self.worker)
         self.bus.declare(experience, weights)
         self.bus.consume(weights, self.on_weights, prefetch=1)
+        # Frames and episode events go out from a thread (see the module docstring).
+        self.publisher = BackgroundPublisher(
+            Bus(
+                self.bus.url,
+                self.topology,
+                f"{self.name}-publisher",
+                connect_timeout=self.bus.connect_timeout,
+                publish_timeout=self.bus.publish_timeout,
+            )
+        )
         self.publish_status("running", f"{self.name} collecting")
 
     def _steps_per_version(self) -> float:
@@ -129,21 +145,27 @@ class RolloutWorker(Actor):
         arrays, episodes, env_steps = self.collector.collect(run_steps)
         self.env_steps += env_steps
         self.steps_on_version += env_steps
-        for episode in episodes:
-            self.finished.append(
-                EpisodeRecord(
-                    seq=self.seq,
-                    reward=episode.reward,
-                    length=episode.length,
-                    env_steps=self.env_steps,
-                    policy_version=version,
-                )
-            )
-            self.seq += 1
+        if episodes:
+            self.record(episodes, version)
         if len(self.finished) >= EPISODES_PER_EVENT or self.episodes_due():
             self.report_episodes()
         if arrays is not None:
             self.ship(arrays, version)
+
+    def record(self, episodes: list[Episode], version: int) -> None:
+        """Number the finished episodes. Kept as the fields of an `EpisodeRecord`, which
+        `EpisodesFinished` validates in one go (a record object each cost twice as much)."""
+        for episode in episodes:
+            self.finished.append(
+                {
+                    "seq": self.seq,
+                    "reward": episode.reward,
+                    "length": episode.length,
+                    "env_steps": self.env_steps,
+                    "policy_version": version,
+                }
+            )
+            self.seq += 1
 
     def ship_pending(self) -> None:
         """Replay path: the transitions of a frame not yet full, before the worker
@@ -154,17 +176,18 @@ class RolloutWorker(Actor):
             self.ship(arrays, self.pending_version)
 
     def report_episodes(self) -> None:
-        """The episodes finished since the last report, as one confirmed event."""
+        """The episodes finished since the last report, as one confirmed event (confirmed
+        in the publisher's thread; `finish` waits for it)."""
         if self.finished:
-            self.publish_event(
-                EpisodesFinished(
-                    run_id=self.run_id,
-                    worker=self.worker,
-                    incarnation=self.incarnation,
-                    episodes=self.finished,
-                )
+            event = EpisodesFinished(
+                run_id=self.run_id,
+                worker=self.worker,
+                incarnation=self.incarnation,
+                episodes=self.finished,
             )
             self.finished = []
+            key = self.topology.event_key(self.run_id, event.type)
+            self.publisher.publish_message(self.topology.events, key, event)
 
     def ship(self, arrays: dict[str, np.ndarray], version: int) -> None:
         """A frame of transitions (replay) or one segment (on-policy) to the buffer."""
@@ -181,11 +204,8 @@ class RolloutWorker(Actor):
         else:
             header = ExperienceHeader(**fields)
         self.shipped_version = version
-        self.bus.publish(
-            self.topology.data,
-            self.topology.data_key(self.run_id, "experience"),
-            encode_frame(header, arrays),
-        )
+        key = self.topology.data_key(self.run_id, "experience")
+        self.publisher.publish_frame(self.topology.data, key, header, arrays)
 
     def on_weights(self, delivery) -> None:
         header, arrays = decode_frame(delivery.body)
@@ -200,5 +220,14 @@ class RolloutWorker(Actor):
                 self.first_version = header.version
 
     def finish(self) -> None:
+        """Report the last episodes and wait until every event is confirmed: a worker
+        that has finished has lost none of its episodes."""
         self.report_episodes()
+        self.publisher.close()
         self.envs.close()
+
+    def close(self) -> None:
+        publisher = getattr(self, "publisher", None)
+        if publisher is not None:
+            publisher.abandon()  # after a crash; a no-op once `finish` has closed it
+        super().close()

@@ -15,16 +15,20 @@ one thread on both sides, as `actors.runner` sets it.
 * ``runt worker``: the real `actors.rollout.RolloutWorker`. With an amqp:// broker it is
   started as the agent starts it, ``python -m actors.runner --role rollout`` with the
   spec on stdin and RUNT_BROKER_URL / RUNT_BROKER_PREFIX in its environment, so it has a
-  process (and a core) of its own. With ``--broker memory://`` the in-process transport
-  cannot cross processes, so the worker is a thread of this process, launched as `runt
-  up` launches it (`actors.launch.ThreadLauncher`).
-  It builds `Transition` batches, encodes a frame every `EXPERIENCE_BATCH` transitions,
-  publishes it without a confirm (bulk data), reports finished episodes in one
-  persistent, confirmed `episodes` event every 0.25 s, and polls its weights queue every
-  10 ms. This process drains the experience queue and the
-  durable event-log queue (a quorum queue bound to every run event, as the web service
-  declares it, so episode publishes wait for the same confirms as in a deployment) every
-  20 ms, so nothing backs up; steps/s are read at this consumer, from the cumulative
+  process (and a core) of its own, at the baseline's priority: an agent's actors run
+  at ``agent.actor_nice`` (10 by default), which on a busy machine hands the worker's
+  CPU to everything else running and measures that load, not the worker; pass
+  ``--actor-nice 10`` to measure it as deployed. With ``--broker memory://`` the
+  in-process transport cannot cross processes, so the worker is a thread of this
+  process, launched as `runt up` launches it (`actors.launch.ThreadLauncher`).
+  It builds `Transition` batches, hands a frame every `EXPERIENCE_BATCH` transitions
+  to its publishing thread, which encodes and publishes it without a confirm (bulk
+  data), reports finished episodes in one persistent, confirmed `episodes` event every
+  0.25 s (confirmed in that thread too), and polls its weights queue every 10 ms.
+  This process drains the experience queue and the durable event-log queue (a quorum
+  queue bound to every run event, as the web service declares it, so episode publishes
+  wait for the same confirms as in a deployment) every 20 ms, so nothing backs up;
+  steps/s are read at this consumer, from the cumulative
   ``env_steps`` in the headers of the experience frames received.
 
 The worker's "waiting for the learner" throttle is switched off by giving the spec a
@@ -50,7 +54,7 @@ From the repository root, with RabbitMQ on 127.0.0.1:5672 (guest/guest)::
 
     .venv/bin/python bench/collection_throughput.py [--broker URL | --broker memory://]
         [--duration 10] [--warmup 3] [--repeats 3] [--envs-per-worker N]
-        [--preset configs/dqn_cartpole.yaml] [--seed 0] [--json]
+        [--preset configs/dqn_cartpole.yaml] [--seed 0] [--actor-nice 0] [--json]
 
 ``--envs-per-worker`` defaults to the preset's. A run takes about 1.5 minutes with the
 defaults. The broker prefix (``benchcol<random>``) is fresh per repeat; its queues and
@@ -121,6 +125,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each side")
     parser.add_argument("--envs-per-worker", type=int, help="default: the preset's")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--actor-nice",
+        type=int,
+        default=0,
+        help="niceness of the worker process (agent.actor_nice; default 0: the baseline's)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     return parser.parse_args(argv)
 
@@ -236,7 +246,7 @@ def plain_loop(spec: RunSpec, warmup: float, duration: float) -> Measurement:
 class WorkerHandle:
     """The rollout worker under test: a process (amqp://) or a thread (memory://)."""
 
-    def __init__(self, spec: RunSpec, url: str, prefix: str):
+    def __init__(self, spec: RunSpec, url: str, prefix: str, nice: int = 0):
         self.proc: subprocess.Popen | None = None
         self.child: ThreadChild | None = None
         if url.startswith("memory://"):
@@ -253,6 +263,7 @@ class WorkerHandle:
             RUNT_BROKER_PREFIX=prefix,
             RUNT_LOG_FORMAT="text",
             RUNT_LOG_LEVEL="WARNING",
+            RUNT_AGENT_ACTOR_NICE=str(nice),
             PYTHONPATH=str(REPO),
         )
         command = [sys.executable, "-m", "actors.runner", "--role", "rollout", "--agent", "bench"]
@@ -325,7 +336,9 @@ def drain_until_done(bus, drain: Drain, worker: WorkerHandle) -> float | None:
     return used / (time.perf_counter() - cpu_mark[0])
 
 
-def runt_worker(spec: RunSpec, url: str, warmup: float, duration: float) -> Measurement:
+def runt_worker(
+    spec: RunSpec, url: str, warmup: float, duration: float, nice: int = 0
+) -> Measurement:
     prefix = fresh_prefix("col")
     topology = Topology(prefix)
     bus = make_bus(url, topology, "bench-drain")
@@ -338,7 +351,7 @@ def runt_worker(spec: RunSpec, url: str, warmup: float, duration: float) -> Meas
         bus.declare(experience, events)
         bus.consume(experience, drain.on_experience, prefetch=256)
         bus.consume(events, drain.on_event, prefetch=1000)
-        worker = WorkerHandle(spec, url, prefix)
+        worker = WorkerHandle(spec, url, prefix, nice)
         cpu = drain_until_done(bus, drain, worker)
         rate, measured, seconds = drain.window.rate()
         side = f"runt worker ({'amqp' if url.startswith('amqp') else 'memory'})"
@@ -361,7 +374,8 @@ def report(results: list[Measurement], spec: RunSpec, args: argparse.Namespace) 
     print(
         f"\ncollection throughput: {spec.env_id}, {config.envs_per_worker} envs per worker, "
         f"Q-network {list(config.hidden)}, {config.exploration} exploration, torch threads 1, "
-        f"{args.repeats} x ({args.warmup:g} s warm-up + {args.duration:g} s measured) per side; "
+        f"{args.repeats} x ({args.warmup:g} s warm-up + {args.duration:g} s measured) per side, "
+        f"worker niceness {args.actor_nice}; "
         f"load average {os.getloadavg()[0]:.2f}"
     )
     rows = []
@@ -394,6 +408,7 @@ def report(results: list[Measurement], spec: RunSpec, args: argparse.Namespace) 
         "env_id": spec.env_id,
         "envs_per_worker": config.envs_per_worker,
         "broker": "memory" if args.broker.startswith("memory") else "amqp",
+        "actor_nice": args.actor_nice,
         "runs": [asdict(r) for r in results],
         "median_steps_per_s": {baseline_side: base, runt_side: runt},
         "ratio": ratio,
@@ -427,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
                 if side == "baseline":
                     result = plain_loop(spec, args.warmup, args.duration)
                 else:
-                    result = runt_worker(spec, args.broker, args.warmup, args.duration)
+                    result = runt_worker(
+                        spec, args.broker, args.warmup, args.duration, args.actor_nice
+                    )
                 print(
                     f"repeat {repeat + 1}/{args.repeats}: {result.side}: "
                     f"{result.steps_per_s:,.0f} steps/s",
