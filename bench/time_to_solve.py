@@ -16,7 +16,10 @@ outside), and both baselines evaluate with runt's own `actors.evaluate.evaluate`
 sub-environments, one episode each, seeds fresh per evaluation), so an evaluation costs
 each of them the same for a policy of the same quality. torch runs 1 thread in every
 process (runt's actor processes set it in `actors.runner`, the baselines set it before
-training).
+training), and every contender trains at the same CPU priority: the agent is started
+with ``agent.actor_nice`` 0 (``--actor-nice``), since a deployment's default of 10 hands
+runt's actors' CPU to whatever else runs on a shared machine while the baselines keep
+theirs, which measures that load rather than runt.
 
 Contenders (``--only`` picks some, comma-separated):
 
@@ -65,7 +68,7 @@ From the repository root, with RabbitMQ on 127.0.0.1:5672 (guest/guest) and Mari
 127.0.0.1:3306 (root, no password), and ``pip install -e '.[bench]'``::
 
     .venv/bin/python bench/time_to_solve.py [--seeds 3] [--time-cap 300]
-        [--only runt,sb3-dqn,sb3-ppo[,runt-serial]] [--quick] [--num-workers N]
+        [--only runt,sb3-dqn,sb3-ppo[,runt-serial]] [--quick] [--num-workers N] [--actor-nice 0]
         [--first-seed 0] [--submit web|broker] [--preset configs/dqn_cartpole.yaml]
         [--ppo-preset configs/ppo_cartpole.yaml] [--broker URL] [--database-url URL] [--json]
 
@@ -115,6 +118,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smoke check: 1 seed, 120 s cap")
     parser.add_argument("--num-workers", type=int, help="runt rollout workers (default: preset)")
+    parser.add_argument(
+        "--actor-nice",
+        type=int,
+        default=0,
+        help="the agent's agent.actor_nice (default %(default)s: the baselines' priority)",
+    )
     parser.add_argument(
         "--submit",
         choices=("web", "broker"),

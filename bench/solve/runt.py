@@ -74,11 +74,12 @@ def queue_consumers(url: str, name: str) -> int:
             return 0
 
 
-def start_agent(url: str, prefix: str, log) -> subprocess.Popen:
+def start_agent(url: str, prefix: str, log, actor_nice: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNT_")}
     env.update(
         RUNT_BROKER_URL=url,
         RUNT_BROKER_PREFIX=prefix,
+        RUNT_AGENT_ACTOR_NICE=str(actor_nice),
         RUNT_LOG_FORMAT="text",
         RUNT_LOG_LEVEL="WARNING",
         PYTHONPATH=str(REPO),
@@ -237,7 +238,7 @@ async def run_runt_trial(
         tap.ready.wait(30)
         if tap.error is not None:
             raise RuntimeError(f"event tap: {tap.error}")
-        agent = start_agent(args.broker, prefix, log)
+        agent = start_agent(args.broker, prefix, log, args.actor_nice)
         deadline = time.monotonic() + 60
         work_queue = topology.agent_work().name
         while await asyncio.to_thread(queue_consumers, args.broker, work_queue) < 1:
