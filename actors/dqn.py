@@ -42,7 +42,6 @@ from actors.replay import RateLimiter, Transition
 from schemas.messages import PolicyRef, RunSpec
 
 SPEC_FIELDS = ("learning_rate", "batch_size", "buffer_size", "gamma", "seed", "num_workers")
-UPDATE_METRICS = ("losses/td_loss", "losses/q_mean", "losses/td_target_mean", "losses/grad_norm")
 
 
 @dataclass(frozen=True)
@@ -198,9 +197,12 @@ class DQNLearner:
         self.updates += 1
         if self.updates % self.config.target_update_interval == 0:
             self._refresh_target()
-        summary = (td_loss, q_taken.mean(), td_target.mean(), grad_norm)
-        values = torch.stack(summary).tolist()  # one conversion instead of four
-        return dict(zip(UPDATE_METRICS, values, strict=True))
+        return {
+            "losses/td_loss": td_loss.item(),
+            "losses/q_mean": q_taken.mean().item(),
+            "losses/td_target_mean": td_target.mean().item(),
+            "losses/grad_norm": grad_norm.item(),
+        }
 
     def _autograd_gradients(self, obs, actions, next_obs, target) -> tuple[torch.Tensor, ...]:
         """Any Q-network: the TD loss's gradients in the parameters' `.grad`."""
