@@ -74,7 +74,8 @@ def test_a_run_with_both_sinks_writes_tensorboard_and_an_offline_wandb_run(metri
             "hidden": [16],
             "learning_starts": 64,
             "samples_per_insert": 4,
-            "eval_interval_updates": 100,
+            # ~50 updates in 40 short episodes at this replay ratio: several evaluations
+            "eval_interval_updates": 5,
             "eval_episodes": 2,
         },
     )
