@@ -17,10 +17,11 @@ What it collects is the algorithm's (actors/algorithm.py `Algorithm.make_collect
 Finished episodes, each with this worker's id, incarnation and sequence number, are
 reported together in one `episodes` event every `EPISODES_EVERY_S`.
 
-Frames and episode events are published by a thread of the worker with connections of its
-own (broker/background.py), so the loop neither writes frames to the socket nor waits for
-the events' confirms; it waits only when that thread is `max_pending` publishes behind. A
-worker that stops waits in `finish` until every event it handed over is confirmed.
+Episode events are published by a thread of the worker with connections of its own
+(broker/background.py), so the loop does not wait for their confirms; a worker that stops
+waits in `finish` until every event it handed over is confirmed. Frames stay on the loop
+(unconfirmed, on the Bus's bulk connection): handing each of them to that thread cost the
+loop about as much as the socket write it saved.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from actors.algorithm import EXPERIENCE_BATCH, EnvShape
 from actors.base import Actor, Every
 from actors.envs import Episode, VectorCollector, make_vector_env
 from broker.background import BackgroundPublisher
-from broker.codec import bytes_to_state, decode_frame
+from broker.codec import bytes_to_state, decode_frame, encode_frame
 from broker.sync import Bus
 from schemas.messages import (
     BadMessage,
@@ -97,7 +98,7 @@ class RolloutWorker(Actor):
         weights = self.topology.weights(self.run_id, self.worker)
         self.bus.declare(experience, weights)
         self.bus.consume(weights, self.on_weights, prefetch=1)
-        # Frames and episode events go out from a thread (see the module docstring).
+        # Episode events go out from a thread (see the module docstring).
         self.publisher = BackgroundPublisher(
             Bus(
                 self.bus.url,
@@ -205,7 +206,7 @@ class RolloutWorker(Actor):
             header = ExperienceHeader(**fields)
         self.shipped_version = version
         key = self.topology.data_key(self.run_id, "experience")
-        self.publisher.publish_frame(self.topology.data, key, header, arrays)
+        self.bus.publish(self.topology.data, key, encode_frame(header, arrays))
 
     def on_weights(self, delivery) -> None:
         header, arrays = decode_frame(delivery.body)

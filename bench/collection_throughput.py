@@ -21,10 +21,10 @@ one thread on both sides, as `actors.runner` sets it.
   ``--actor-nice 10`` to measure it as deployed. With ``--broker memory://`` the
   in-process transport cannot cross processes, so the worker is a thread of this
   process, launched as `runt up` launches it (`actors.launch.ThreadLauncher`).
-  It builds `Transition` batches, hands a frame every `EXPERIENCE_BATCH` transitions
-  to its publishing thread, which encodes and publishes it without a confirm (bulk
-  data), reports finished episodes in one persistent, confirmed `episodes` event every
-  0.25 s (confirmed in that thread too), and polls its weights queue every 10 ms.
+  It builds `Transition` batches, encodes a frame every `EXPERIENCE_BATCH` transitions,
+  publishes it without a confirm (bulk data), reports finished episodes in one
+  persistent `episodes` event every 0.25 s (confirmed in a publishing thread of its
+  own), and polls its weights queue every 10 ms.
   This process drains the experience queue and the durable event-log queue (a quorum
   queue bound to every run event, as the web service declares it, so episode publishes
   wait for the same confirms as in a deployment) every 20 ms, so nothing backs up;

@@ -1,12 +1,12 @@
 """Publishing from a thread of its own, so an actor's loop does not wait on the broker.
 
-A rollout worker publishes while it plays: experience frames (bulk: a socket write each)
-and, four times a second, its `episodes` event (persistent: it waits for the broker's
-confirm, which on a quorum queue takes milliseconds). `BackgroundPublisher` takes both
-off the loop. The loop hands each publish to a bounded queue and goes on; a thread with
-a `Bus` of its own (its own connections) encodes and publishes them, in the order given,
-with `Bus.publish`'s guarantees (persistent: confirmed, retried across reconnects;
-transient: dropped and counted while the broker is away).
+A rollout worker reports its finished episodes four times a second in one persistent
+`episodes` event, and a persistent publish waits for the broker's confirm (on a quorum
+queue, milliseconds). `BackgroundPublisher` takes that wait off the loop. The loop hands
+each publish to a bounded queue and goes on; a thread with a `Bus` of its own (its own
+connections) encodes and publishes them, in the order given, with `Bus.publish`'s
+guarantees (persistent: confirmed, retried across reconnects; transient: dropped and
+counted while the broker is away).
 
 * Order: one queue, one thread, first in first out, so the events of one worker reach
   the broker in the order of their sequence numbers.
@@ -19,9 +19,7 @@ transient: dropped and counted while the broker is away).
 * Backpressure: at most `max_pending` publishes wait; a loop that outruns the broker
   waits in `publish_*`, as it would have waited on the socket.
 
-Encoding runs in the thread: whatever is handed over must not be changed afterwards
-(the rollout worker hands over frame arrays it never writes again and events it has
-finished building).
+Encoding runs in the thread: whatever is handed over must not be changed afterwards.
 """
 
 from __future__ import annotations
@@ -30,11 +28,8 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
-import numpy as np
-
-from broker.codec import encode_frame
 from broker.sync import Bus
 from broker.topology import ExchangeSpec
 from schemas.messages import Message
@@ -67,16 +62,6 @@ class BackgroundPublisher:
     def publish_message(self, exchange: ExchangeSpec, routing_key: str, msg: Message) -> None:
         """A runt message record, persistent and confirmed (encoded in the thread)."""
         self._put(lambda bus: bus.publish_message(exchange, routing_key, msg))
-
-    def publish_frame(
-        self,
-        exchange: ExchangeSpec,
-        routing_key: str,
-        header: Message,
-        arrays: Mapping[str, np.ndarray],
-    ) -> None:
-        """A binary frame (broker/codec.py), transient, encoded in the thread."""
-        self._put(lambda bus: bus.publish(exchange, routing_key, encode_frame(header, arrays)))
 
     def close(self) -> None:
         """Wait until everything handed over is published; raise the thread's error."""

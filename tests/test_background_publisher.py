@@ -13,7 +13,7 @@ import pytest
 from broker import memory
 from broker.abc import BrokerUnavailable
 from broker.background import BackgroundPublisher
-from broker.codec import decode_frame
+from broker.codec import decode_frame, encode_frame
 from broker.sync import Bus, make_bus
 from broker.topology import Topology
 from schemas.messages import EpisodeFinished, ExperienceHeader, decode_message
@@ -45,7 +45,8 @@ async def test_what_is_handed_over_arrives_in_order_once_close_returns(env: Env)
         event = EpisodeFinished(run_id=1, worker=0, seq=seq, reward=1.0, length=seq)
         publisher.publish_message(t.events, t.event_key(1, "episode"), event)
         header = ExperienceHeader(run_id=1, worker=0, policy_version=0, env_steps=seq)
-        publisher.publish_frame(t.data, t.data_key(1, "experience"), header, {"x": np.ones(3)})
+        frame = encode_frame(header, {"x": np.ones(3)})
+        publisher.publish(t.data, t.data_key(1, "experience"), frame)
     publisher.close()
     # Confirmed before close() returned: all of them are in the durable queue already.
     assert waiting(env.url, t.event_log().name) == count
