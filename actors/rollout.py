@@ -26,6 +26,9 @@ loop about as much as the socket write it saved.
 
 from __future__ import annotations
 
+import logging
+import time
+
 import numpy as np
 
 from actors.algorithm import EXPERIENCE_BATCH, EnvShape
@@ -44,12 +47,18 @@ from schemas.messages import (
 
 __all__ = ["EXPERIENCE_BATCH", "RolloutWorker", "worker_seed"]
 
+log = logging.getLogger("runt.rollout")
+
 STEPS_AHEAD_SLACK = 4.0  # how far ahead of the learner's consumption a worker may run
 EPISODES_EVERY_S = 0.25  # finished episodes are reported together this often
 EPISODES_PER_EVENT = 256  # or as soon as this many are waiting
 # Weights and stop commands are looked for this often while collecting, not every step:
 # a poll of an idle AMQP connection (two socket timeouts and a read) cost more than a step.
 POLL_EVERY_S = 0.01
+# A replay-path worker paused for the learner this long takes another allotment of steps:
+# experience lost with a broker restart must not leave worker and learner each waiting
+# for the other (the learner for inserts, the worker for a newer policy).
+MAX_PAUSE_S = 5.0
 
 
 def worker_seed(run_seed: int, worker: int, incarnation: int) -> int:
@@ -86,6 +95,8 @@ class RolloutWorker(Actor):
         self.finished: list[dict] = []  # EpisodeRecord fields, not yet reported
         self.episodes_due = Every(EPISODES_EVERY_S)
         self.poll_due = Every(POLL_EVERY_S)
+        self.paused_at: float | None = None
+        self.extra_warmup = 0.0
         self.max_steps_per_version = self._steps_per_version()
         self.resumed_steps = self.spec.resume.env_steps if self.spec.resume else 0
         # The version this worker starts acting with: 0 (built from the seed), or the
@@ -129,14 +140,16 @@ class RolloutWorker(Actor):
             return held <= (self.shipped_epoch, self.shipped_version)
         if self.policy_version == self.first_version:  # learning has not started: warm up
             warmup = STEPS_AHEAD_SLACK * self.config.learning_starts / self.config.num_workers
-            return self.env_steps > warmup
+            return self.env_steps > warmup + self.extra_warmup
         return self.steps_on_version > self.max_steps_per_version
 
     def step(self) -> None:
         if self.waiting_for_learner:
             self.ship_pending()
             self.bus.poll(0.005)
+            self.end_long_pause()
             return
+        self.paused_at = None
         if self.poll_due():
             self.bus.poll(0)
         # The run's steps, approximately (a resumed run continues its exploration schedule).
@@ -152,6 +165,22 @@ class RolloutWorker(Actor):
             self.report_episodes()
         if arrays is not None:
             self.ship(arrays, version)
+
+    def end_long_pause(self) -> None:
+        """Replay path: after `MAX_PAUSE_S` without a newer policy, step on as if one had
+        come (a warm-up's worth more, before learning starts)."""
+        if self.on_policy or self.first_version is None:
+            return
+        now = time.monotonic()
+        if self.paused_at is None:
+            self.paused_at = now
+        elif now - self.paused_at > MAX_PAUSE_S:
+            log.info("%s: no newer policy for %g s; stepping on", self.name, MAX_PAUSE_S)
+            self.steps_on_version = 0
+            self.extra_warmup += (
+                STEPS_AHEAD_SLACK * self.config.learning_starts / self.config.num_workers
+            )
+            self.paused_at = None
 
     def record(self, episodes: list[Episode], version: int) -> None:
         """Number the finished episodes. Kept as the fields of an `EpisodeRecord`, which
