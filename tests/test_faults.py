@@ -347,7 +347,8 @@ RESTORED = re.compile(
 async def test_a_killed_trainer_continues_from_its_checkpoint(build, mysql_server):
     stack = await build(MYSQL_URL, AMQP_URL)
     agent = stack.agents.start("solo")
-    model_id = await start_run(stack, target_episode=2000)
+    # Far enough that the run is still going when the trainer is killed.
+    model_id = await start_run(stack, target_episode=10_000)
     before = await midway(stack, model_id, 300)
     await asyncio.sleep(4)  # a local checkpoint after learning started (every 3 s)
     _, body = await stack.api.get(f"/models/{model_id}/")
@@ -369,7 +370,7 @@ async def test_a_killed_trainer_continues_from_its_checkpoint(build, mysql_serve
     # It went on from there, not from zero: the run's last metrics count on from it.
     assert model["metrics"]["charts/updates"] > updates
     assert model["metrics"]["charts/env_steps"] > env_steps
-    assert assert_episodes_match(stack, model, everything=False) == 2000
+    assert assert_episodes_match(stack, model, everything=False) == 10_000
 
 
 async def test_a_killed_ppo_trainer_continues_and_its_workers_follow(build, mysql_server):
@@ -383,7 +384,7 @@ async def test_a_killed_ppo_trainer_continues_and_its_workers_follow(build, mysq
         "stop_reward": None,
         "learning_rate": 1e-5,  # slow learning keeps episodes short and the run long enough
         "seed": 5,
-        "target_episode": 3000,
+        "target_episode": 5000,
         "hyperparameters": {**PPO_PRESET["hyperparameters"], "eval_interval_updates": 10_000},
     }
     status, body = await stack.api.post("/train/", json=run)
@@ -402,7 +403,7 @@ async def test_a_killed_ppo_trainer_continues_and_its_workers_follow(build, mysq
     updates, _, _, version = map(int, found[0].groups())
     assert updates > 0 and version == updates  # PPO: one version per update
     assert model["metrics"]["charts/updates"] > updates  # it learned on after the restart
-    assert assert_episodes_match(stack, model, everything=False) == 3000
+    assert assert_episodes_match(stack, model, everything=False) == 5000
 
 
 async def test_a_killed_buffer_fails_the_run_with_the_reason(build, mysql_server):
