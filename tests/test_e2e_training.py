@@ -371,9 +371,9 @@ async def test_two_agents_share_the_rollout_workers_of_a_run(api, agents, mysql_
     assert found == {"left", "right"}
 
 
-def rollout_pids(agent_pid: int) -> set[int]:
-    """The agent's rollout worker processes: forked ones are named runt-rollout, exec'd
-    ones have `--role rollout` on their command line."""
+def actor_pids(agent_pid: int, role: str) -> set[int]:
+    """The agent's actor processes of one role: forked ones are named `runt-<role>`,
+    started ones have `--role <role>` on their command line."""
     found = set()
     for pid in child_pids(agent_pid):
         try:
@@ -381,7 +381,7 @@ def rollout_pids(agent_pid: int) -> set[int]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except FileNotFoundError:
             continue
-        if name == "runt-rollout" or b"rollout" in cmdline:
+        if name == f"runt-{role}" or role.encode() in cmdline:
             found.add(pid)
     return found
 
@@ -392,13 +392,13 @@ async def test_a_killed_rollout_worker_is_restarted(api, agents, mysql_url):
     _, body = await api.post("/train/", json=run)
     model_id = body["id"]
     await wait_for(api, model_id, lambda m: m["current_episode"] >= 10, timeout=90)
-    (victim,) = rollout_pids(agent.pid)
+    (victim,) = actor_pids(agent.pid, "rollout")
     os.kill(victim, 9)
 
     deadline = time.monotonic() + 30
-    while not (rollout_pids(agent.pid) - {victim}) and time.monotonic() < deadline:
+    while not (actor_pids(agent.pid, "rollout") - {victim}) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    assert rollout_pids(agent.pid) - {victim}, "no new rollout worker"
+    assert actor_pids(agent.pid, "rollout") - {victim}, "no new rollout worker"
     episodes_then = (await api.get(f"/models/{model_id}/"))[1]["data"]["current_episode"]
     model = await wait_for(
         api, model_id, lambda m: m["current_episode"] > episodes_then + 10, timeout=60

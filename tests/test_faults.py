@@ -49,6 +49,7 @@ from tests.test_e2e_training import (
     PRESET,
     TERMINAL,
     Agents,
+    actor_pids,
     all_episodes,
     child_pids,
     delete_topology,
@@ -275,21 +276,6 @@ async def start_run(stack: Stack, **changes) -> int:
 async def history(stack: Stack, model_id: int) -> list[dict]:
     _, body = await stack.api.get(f"/models/{model_id}/")
     return body["data"]["status_history"]
-
-
-def actor_pids(agent_pid: int, role: str) -> set[int]:
-    """The agent's actor processes of one role: forked ones are named `runt-<role>`,
-    started ones have `--role <role>` on their command line."""
-    found = set()
-    for pid in child_pids(agent_pid):
-        try:
-            name = Path(f"/proc/{pid}/comm").read_text().strip()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except FileNotFoundError:
-            continue
-        if name == f"runt-{role}" or role.encode() in cmdline:
-            found.add(pid)
-    return found
 
 
 async def until(predicate, timeout: float, what: str) -> float:
