@@ -20,6 +20,9 @@ RUN_QUEUE_EXPIRES_MS = 10 * 60 * 1000  # an unused run queue disappears after 10
 EXPERIENCE_MAX_LENGTH = 256  # experience frames waiting for the buffer
 SAMPLES_MAX_LENGTH = 64  # sample frames waiting for the trainer
 RESUME_EXPIRES_MS = 24 * 3600 * 1000
+# Routing key of the event log's "stored" notices on the events exchange (outside
+# `run.#`, so the event log never takes them back in).
+STORED_KEY = "stored"
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,12 @@ class Topology:
             auto_delete=True,
             arguments={"x-max-length": 10_000, "x-overflow": "drop-head"},
         )
+
+    def stored_events(self, owner: str) -> QueueSpec:
+        """The event log's notices of what it stored, for one web process's live streams:
+        each process has its own queue, so every process sees every stored event,
+        whichever process stored it."""
+        return self.event_tap(owner, STORED_KEY)
 
     # ---- a run's data queues -----------------------------------------------------------------
 

@@ -384,6 +384,10 @@ class PresetList(BaseModel):
 
 
 class MetricsOut(BaseModel):
+    worker: int = Field(
+        description="the web worker process that answered (web.workers); counters are "
+        "its own, and the event log's are kept by worker 0"
+    )
     event_log: dict[str, int] = Field(
         description="what the event log stored, by kind (episode, metrics, status, "
         "checkpoint, ...; *_duplicate: redeliveries recognised), and dead_lettered"
@@ -391,6 +395,10 @@ class MetricsOut(BaseModel):
     consumers: dict[str, int] = Field(
         description="deliveries the web service's consumers rejected: dead_lettered "
         "(dead_lettered.malformed, .oversized, .failing), discarded, retried"
+    )
+    live: dict[str, int] = Field(
+        description="the live streams' feed of stored events: notices received, "
+        "notices_dropped (not sent while the broker was away)"
     )
     dead_letter_queue: int | None = Field(
         description="messages waiting in the dead-letter queue, from any consumer; "

@@ -61,6 +61,8 @@ class BrokerConfig(_Section):
 class WebConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    # Processes serving the port (SO_REUSEPORT); `runt up` always runs one.
+    workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     session_ttl_hours: float = Field(24, gt=0)
     cookie_secure: bool = False

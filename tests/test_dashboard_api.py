@@ -210,7 +210,7 @@ async def test_a_client_leaving_the_event_stream_ends_it_quietly(config, make_us
     from schemas.messages import EpisodeFinished
     from tests.conftest import PASSWORD
     from web.app import init_app
-    from web.typedefs import BROKER, EVENTLOG, TOPOLOGY
+    from web.typedefs import BROKER, LIVE, TOPOLOGY
 
     make_user("alice")
     app = init_app(config)
@@ -227,7 +227,7 @@ async def test_a_client_leaving_the_event_stream_ends_it_quietly(config, make_us
             auth = {"Authorization": f"Bearer {token}"}
             async with http.post(f"{base}/train/", json=RUN, headers=auth) as resp:
                 run_id = (await resp.json())["data"]["id"]
-            listeners = app[EVENTLOG].listeners
+            listeners = app[LIVE].listeners
             before = len(listeners)
             resp = await http.get(f"{base}/models/{run_id}/events", headers=auth)
             assert (await resp.content.readline()).startswith(b": connected")

@@ -24,6 +24,7 @@ from web.db import Database
 from web.eventlog import EventLog
 from web.http import ApiError, Handler, errors_middleware, on_prepare
 from web.inference import PolicyCache
+from web.live import LiveFeed
 from web.routes import setup_routes
 from web.supervise import Supervisor
 from web.typedefs import (
@@ -31,6 +32,7 @@ from web.typedefs import (
     CONFIG,
     DB,
     EVENTLOG,
+    LIVE,
     POLICIES,
     PUBLIC_PATHS,
     REPLAYS,
@@ -38,6 +40,7 @@ from web.typedefs import (
     THROTTLE,
     TOPOLOGY,
     USER,
+    WORKER,
     CurrentUser,
 )
 
@@ -105,14 +108,20 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[BROKER] = make_async_bus(cfg.broker.url, app[TOPOLOGY])
     app[BROKER].start()
     app[EVENTLOG] = EventLog(app[DB], app[BROKER], app[TOPOLOGY])
-    starter = asyncio.create_task(_start_event_log(app[EVENTLOG]), name="event-log")
-    supervisor = Supervisor(app[DB], app[BROKER], app[TOPOLOGY], app[EVENTLOG], cfg.supervision)
-    watcher = asyncio.create_task(supervisor.run(), name="supervisor")
+    app[LIVE] = LiveFeed(app[BROKER], app[TOPOLOGY])
+    tasks = []
+    if app[WORKER] == 0:  # one process stores events and watches heartbeats; all stream
+        app[EVENTLOG].on_stored = app[LIVE].stored
+        tasks.append(asyncio.create_task(_start_event_log(app[EVENTLOG]), name="event-log"))
+        supervisor = Supervisor(app[DB], app[BROKER], app[TOPOLOGY], app[EVENTLOG], cfg.supervision)
+        tasks.append(asyncio.create_task(supervisor.run(), name="supervisor"))
+    app[LIVE].start(publish=app[WORKER] == 0)
     yield
-    for task in (starter, watcher):
+    for task in tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await app[LIVE].close()
     await app[BROKER].close()
     app[DB].close()
 
@@ -129,7 +138,9 @@ async def _start_event_log(eventlog: EventLog) -> None:
             await asyncio.sleep(2)
 
 
-def init_app(config: Config) -> web.Application:
+def init_app(config: Config, *, worker: int = 0) -> web.Application:
+    """The web service's app, in web worker process `worker` (web/workers.py). Worker 0
+    is the primary: it runs the event log and the run supervisor (web/supervise.py)."""
     config.require_secret()
     app = web.Application(
         middlewares=[errors_middleware, auth_middleware],
@@ -138,6 +149,7 @@ def init_app(config: Config) -> web.Application:
     app.on_response_prepare.append(on_prepare)
     app[CONFIG] = config
     app[TOPOLOGY] = Topology(config.broker.prefix)
+    app[WORKER] = worker
     app[POLICIES] = PolicyCache()
     app[REPLAYS] = {}
     app[SESSIONS] = SessionCache()

@@ -121,6 +121,21 @@ def cmd_db_upgrade(cfg: Config) -> int:
 
 
 def cmd_web(cfg: Config, host: str | None, port: int | None) -> int:
+    host = host or cfg.web.host
+    port = port if port is not None else cfg.web.port
+    if cfg.web.workers == 1:
+        serve_web(cfg, host, port)
+        return 0
+    if port == 0:
+        raise ConfigError("web.port: several web.workers need a fixed port, not 0")
+    from web.workers import run_workers
+
+    return run_workers(cfg, host, port, cfg.web.workers)
+
+
+def serve_web(cfg: Config, host: str, port: int, worker: int = 0, workers: int = 1) -> None:
+    """Serve the web app in this process until SIGINT/SIGTERM. Worker 0 is the primary
+    (event log, supervisor); the others only answer requests."""
     import torch
     from aiohttp import web
 
@@ -129,15 +144,28 @@ def cmd_web(cfg: Config, host: str | None, port: int | None) -> int:
     # Small networks: one intra-op thread is faster than sharing every core (inference
     # threads set it for themselves too; the setting is per thread).
     torch.set_num_threads(1)
-    app = init_app(cfg)
+    app = init_app(cfg, worker=worker)
     web.run_app(
         app,
-        host=host or cfg.web.host,
-        port=port if port is not None else cfg.web.port,
+        loop=_event_loop(),
+        host=host,
+        port=port,
+        reuse_port=workers > 1,
         access_log=None,
         print=lambda msg: log.info(msg.strip()),
     )
-    return 0
+
+
+def _event_loop():
+    """uvloop where it is installed (libuv's loop: a request costs the web service less
+    CPU), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        import asyncio
+
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def _checkpoint(cfg: Config, model_id: int, version: int | None) -> tuple[dict, bytes, int, int]:
@@ -308,7 +336,8 @@ def cmd_up(args: argparse.Namespace, base: Config) -> int:
     agent_stop = start_embedded_agent(cfg)
     print(f"runt is up: open http://{host}:{port}/  (data in {cfg.data_dir})", flush=True)
     try:
-        return cmd_web(cfg, host, port)
+        serve_web(cfg, host, port)  # one process: the in-process transport is its own
+        return 0
     finally:
         agent_stop.set()
 

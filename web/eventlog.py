@@ -6,7 +6,8 @@ crash or restart of the web service, the broker or the database loses nothing: t
 unacknowledged events are delivered again and `web.ingest` stores each once. While
 the database is unreachable the consumer keeps retrying the same batch (holding its
 messages unacknowledged) instead of failing them. A body that is not a runt event is
-dead-lettered at once, without stopping the consumer.
+dead-lettered at once, without stopping the consumer. After each commit the batch goes
+to `on_stored` (web/live.py tells every web process's live streams).
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from web.db import Database
 from web.ingest import apply_events
 
 log = logging.getLogger("runt.eventlog")
-
-Listener = Callable[[list[RunEvent]], None]
 
 
 class EventLog:
@@ -48,7 +47,7 @@ class EventLog:
         self.retry_seconds = retry_seconds
         self.max_retry_seconds = max_retry_seconds
         self.counts: Counter = Counter()
-        self.listeners: list[Listener] = []
+        self.on_stored: Callable[[list[bytes]], None] | None = None  # web/live.py
         # Since when writes have succeeded (monotonic); None while the database is away.
         # web/supervise.py judges heartbeats only once the log has kept up for a while.
         self.healthy_since: float | None = time.monotonic()
@@ -65,6 +64,7 @@ class EventLog:
 
     async def on_batch(self, deliveries) -> None:
         events: list[RunEvent] = []
+        bodies: list[bytes] = []
         for delivery in deliveries:
             try:
                 event = decode_message(delivery.body)
@@ -76,10 +76,11 @@ class EventLog:
                 delivery.dead_letter(str(exc))
                 continue
             events.append(event)
+            bodies.append(delivery.body)
         if events:
             self.counts.update(await self._write(events))
-            for listener in list(self.listeners):
-                listener(events)
+            if self.on_stored is not None:
+                self.on_stored(bodies)
 
     async def _write(self, events: list[RunEvent]) -> Counter:
         """Commit the batch, waiting out database outages; returns what was stored."""

@@ -13,6 +13,7 @@ from web.auth import LoginThrottle, SessionCache
 from web.db import Database
 from web.eventlog import EventLog
 from web.inference import PolicyCache
+from web.live import LiveFeed
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ DB = web.AppKey("db", Database)
 BROKER = web.AppKey("broker", AsyncBroker)
 TOPOLOGY = web.AppKey("topology", Topology)
 EVENTLOG = web.AppKey("eventlog", EventLog)
+LIVE = web.AppKey("live", LiveFeed)
+WORKER = web.AppKey("worker", int)  # web worker process; 0 runs the event log
 POLICIES = web.AppKey("policies", PolicyCache)
 REPLAYS = web.AppKey("replays", dict)  # (model, version, episodes) -> GIF bytes
 THROTTLE = web.AppKey("login_throttle", LoginThrottle)

@@ -33,7 +33,7 @@ from web.typedefs import (
     BROKER,
     CONFIG,
     DB,
-    EVENTLOG,
+    LIVE,
     POLICIES,
     REPLAYS,
     SESSIONS,
@@ -288,7 +288,7 @@ async def model_events(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
-    listeners = request.app[EVENTLOG].listeners
+    listeners = request.app[LIVE].listeners
     listeners.append(on_events)
     try:
         await response.write(b": connected\n\n")

@@ -1,0 +1,192 @@
+"""`runt web` with several worker processes on one port (`web.workers`), on the real
+RabbitMQ and MariaDB: every worker answers, every live stream sees every stored event
+whichever worker serves it, events are stored once, a worker that dies is replaced, and
+SIGTERM ends them all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import aiohttp
+import pytest
+
+from broker.topology import Topology
+from schemas.config import DatabaseConfig
+from schemas.messages import EpisodeFinished, StatusChanged
+from tests.conftest import (
+    PASSWORD,
+    cached_hash,
+    drop_mysql_database,
+    login,
+    make_config,
+    mysql_database_url,
+)
+from tests.test_e2e_training import child_pids, delete_topology
+from tests.test_events_stream import read_events
+from tests.test_faults import free_port, port_open
+from web import store
+from web.db import Database
+from web.live import decode_notice, encode_notice
+from web.migrate import upgrade
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.mysql]
+
+WORKERS = 2
+
+
+def test_a_notice_carries_the_stored_events_as_received():
+    events = [
+        StatusChanged(run_id=3, status="running", actor="test"),
+        EpisodeFinished(run_id=3, worker=1, seq=7, reward=2.5, length=9),
+    ]
+    decoded = decode_notice(encode_notice([event.encode() for event in events]))
+    assert decoded == events
+
+
+def worker_pids(pid: int) -> set[int]:
+    """The web workers of `runt web` process `pid` (its children but multiprocessing's
+    resource tracker)."""
+    found = set()
+    for child in child_pids(pid):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+                if b"spawn_main" in cmdline.read():
+                    found.add(child)
+        except FileNotFoundError:
+            pass  # gone meanwhile
+    return found
+
+
+@pytest.fixture
+async def service(mysql_server, amqp_url):
+    """`runt web` with WORKERS workers, its own database and broker prefix."""
+    name = f"runt_workers_{uuid.uuid4().hex[:10]}"
+    db_url = mysql_database_url(mysql_server, name)
+    upgrade(DatabaseConfig(url=db_url))
+    database = Database(make_config(db_url).database)
+    database.call(store.add_user, "trainer", cached_hash(PASSWORD))
+    database.close()
+    prefix = f"wrk{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    env = dict(
+        os.environ,
+        RUNT_DATABASE_URL=db_url,
+        RUNT_BROKER_URL=amqp_url,
+        RUNT_BROKER_PREFIX=prefix,
+        RUNT_SECRET_KEY="workers-test-secret-key-0123456789",
+        RUNT_WEB_WORKERS=str(WORKERS),
+        RUNT_LOG_LEVEL="WARNING",
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "web.cli", "web", "--port", str(port)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (port_open(port) and len(worker_pids(proc.pid)) == WORKERS):
+            assert proc.poll() is None, "runt web exited"
+            assert time.monotonic() < deadline, "runt web did not listen within 60 s"
+            await asyncio.sleep(0.2)
+        yield proc, f"http://127.0.0.1:{port}", Topology(prefix), amqp_url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in child_pids(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        delete_topology(amqp_url, Topology(prefix))
+        drop_mysql_database(mysql_server, name)
+
+
+async def one_connection(url: str, headers: dict) -> tuple[aiohttp.ClientSession, int]:
+    """A session on a single kept-alive connection, and the worker that serves it."""
+    session = aiohttp.ClientSession(
+        base_url=url, headers=headers, connector=aiohttp.TCPConnector(limit=1)
+    )
+    async with session.get("/metrics") as resp:
+        assert resp.status == 200
+        return session, (await resp.json())["data"]["worker"]
+
+
+async def test_every_worker_streams_every_stored_event_once(service):
+    _, url, topology, amqp_url = service
+    async with aiohttp.ClientSession(base_url=url) as session:
+        headers = {"Authorization": f"Bearer {await login(session, 'trainer')}"}
+        async with session.post(
+            "/train/",
+            json={"algorithm": "dqn", "target_episode": 10},
+            headers={**headers, "X-Requested-With": "test"},
+        ) as resp:
+            assert resp.status == 201
+            run_id = (await resp.json())["id"]
+
+    # The kernel spreads new connections over the workers: open some until each worker
+    # serves a stream.
+    streams: dict[int, list] = {}
+    sessions = []
+    try:
+        for _ in range(40):
+            session, worker = await one_connection(url, headers)
+            sessions.append(session)
+            resp = await session.get(f"/models/{run_id}/events")
+            assert (await resp.content.readline()).startswith(b": connected")
+            streams.setdefault(worker, []).append(resp)
+            if len(streams) == WORKERS:
+                break
+        assert sorted(streams) == list(range(WORKERS)), "a worker never took a connection"
+
+        from kombu import Connection, Exchange, Producer
+
+        with Connection(amqp_url) as conn:
+            producer = Producer(conn.channel(), Exchange(topology.events.name, "topic"))
+            for seq in range(3):
+                event = EpisodeFinished(run_id=run_id, worker=0, seq=seq, reward=seq, length=5)
+                for _ in range(2):  # delivered twice: stored once
+                    producer.publish(
+                        event.encode(),
+                        routing_key=topology.event_key(run_id, event.type),
+                        content_type="application/json",
+                        delivery_mode=2,
+                    )
+        for worker, responses in streams.items():
+            for resp in responses:
+                # A stream shows what each stored batch held; a redelivered copy may
+                # show too. The record below holds each episode once.
+                seen: set[int] = set()
+                while seen != {0, 1, 2}:
+                    got = await asyncio.wait_for(read_events(resp, 1), timeout=15)
+                    seen.add(got[0][1]["seq"])
+                    assert got[0][1]["run_id"] == run_id, f"worker {worker}"
+
+        async with aiohttp.ClientSession(base_url=url, headers=headers) as session:
+            async with session.get(f"/models/{run_id}/train-data/") as resp:
+                rows = (await resp.json())["data"]["train_data"]
+        assert [row["episode"] for row in rows] == [1, 2, 3]
+    finally:
+        for session in sessions:
+            await session.close()
+
+
+async def test_a_dead_worker_is_replaced_and_sigterm_ends_them_all(service):
+    proc, url, _, _ = service
+    victim = max(worker_pids(proc.pid))
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        now = worker_pids(proc.pid)
+        if victim not in now and len(now) == WORKERS:
+            break
+        assert time.monotonic() < deadline, f"no new worker: {now}"
+        await asyncio.sleep(0.2)
+    async with aiohttp.ClientSession(base_url=url) as session:
+        await login(session, "trainer")  # the service answers
+
+    workers = worker_pids(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
