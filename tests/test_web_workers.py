@@ -29,7 +29,7 @@ from tests.conftest import (
 )
 from tests.test_e2e_training import child_pids, delete_topology
 from tests.test_events_stream import read_events
-from tests.test_faults import free_port, port_open
+from tests.test_faults import free_port, port_open, zombie
 from web import store
 from web.db import Database
 from web.live import decode_notice, encode_notice
@@ -92,11 +92,11 @@ async def service(mysql_server, amqp_url):
             await asyncio.sleep(0.2)
         yield proc, f"http://127.0.0.1:{port}", Topology(prefix), amqp_url
     finally:
+        for pid in child_pids(proc.pid):
+            os.kill(pid, signal.SIGKILL)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for pid in child_pids(proc.pid):
-            os.kill(pid, signal.SIGKILL)
         delete_topology(amqp_url, Topology(prefix))
         drop_mysql_database(mysql_server, name)
 
@@ -190,3 +190,15 @@ async def test_a_dead_worker_is_replaced_and_sigterm_ends_them_all(service):
     for pid in workers:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+async def test_workers_end_when_the_main_process_is_killed(service):
+    proc, _, _, _ = service
+    workers = worker_pids(proc.pid)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 20
+    for pid in workers:
+        while os.path.exists(f"/proc/{pid}") and not zombie(pid):
+            assert time.monotonic() < deadline, f"worker {pid} outlived its main process"
+            await asyncio.sleep(0.2)

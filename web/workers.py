@@ -8,14 +8,17 @@ supervisor of runs. Dashboards' live streams work on any worker (web/live.py).
 
 This process only watches the workers: one that exits is started again, unless it keeps
 exiting right after its start (a port taken, a bad setting), which ends the service;
-SIGINT or SIGTERM stops them all, each finishing gracefully.
+SIGINT or SIGTERM stops them all, each finishing gracefully. Workers whose main process
+was killed outright stop by themselves within a second.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
+import threading
 import time
 from collections import Counter
 from multiprocessing.process import BaseProcess
@@ -27,6 +30,7 @@ log = logging.getLogger("runt.web")
 QUICK_EXIT_S = 10.0  # a worker exiting sooner than this after its start failed to start
 MAX_QUICK_EXITS = 3  # ... and this many such exits in a row end the service
 STOP_TIMEOUT_S = 15.0  # a worker still running this long after SIGTERM is killed
+PARENT_CHECK_S = 1.0
 
 
 def _worker_main(cfg: Config, host: str, port: int, worker: int, workers: int, level: str):
@@ -36,7 +40,17 @@ def _worker_main(cfg: Config, host: str, port: int, worker: int, workers: int, l
 
     setup_logging(level, cfg.log_format)
     configure_actors(cfg.training)
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
     serve_web(cfg, host, port, worker, workers)
+
+
+def _end_with_parent(parent: int) -> None:
+    """A worker whose parent is gone (killed outright) ends itself gracefully instead of
+    serving the port on its own."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    log.warning("the web service's main process is gone; this worker stops")
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class _Workers:
