@@ -2,10 +2,10 @@
 an algorithm, as one record per algorithm (`Algorithm`), plus the pieces they share.
 
 The actors are generic; an algorithm says
-* what a rollout worker sends (`make_collector`): one-step transitions in frames for
-  the replay path (`TransitionCollector`, DQN and SAC, each with its own way of picking
-  actions), or fixed-length segments of its current policy for the on-policy path
-  (PPO's `SegmentCollector`);
+* what a rollout worker sends (`make_collector`): transitions in frames for the replay
+  path (`TransitionCollector`, DQN and SAC, each with its own way of picking actions;
+  DQN's may be n-step transitions), or fixed-length segments of its current policy for
+  the on-policy path (PPO's `SegmentCollector`);
 * which buffer it uses (`buffer`): `replay` — the ring buffer with its samples-per-insert
   rate limiter (actors/buffer.py) — or `on_policy` — segments of the current policy
   version only, one training batch per version (actors/onpolicy.py);
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from actors.envs import EnvSpaces, Episode, VectorCollector
+from actors.nstep import NStepTransitions
 from actors.policies import ActionBounds
 from actors.replay import Transition
 from schemas.messages import RunSpec
@@ -160,10 +161,12 @@ def action_kind(space: gym.Space) -> ActionKind | None:
 class TransitionCollector:
     """The replay path's collector: one step of every sub-environment per call with the
     actions `choose(obs, run_steps)` picks; a frame of `Transition` arrays once at least
-    `batch` transitions are pending (whole steps: `ceil(batch / num_envs)` of them).
+    `batch` transitions are pending. With `nstep` (actors/nstep.py) the transitions are
+    its n-step ones, which a step completes a varying number of.
 
-    Each step is written straight into the rows of the frame being filled, so a frame
-    costs one allocation per field instead of a `Transition` per step and a concatenate.
+    Each step's transitions are written straight into the rows of the frame being filled,
+    so a frame costs one allocation per field instead of a `Transition` per step and a
+    concatenate.
     """
 
     def __init__(
@@ -171,39 +174,42 @@ class TransitionCollector:
         vector: VectorCollector,
         choose: Callable[[np.ndarray, int], np.ndarray],
         batch: int = EXPERIENCE_BATCH,
+        nstep: NStepTransitions | None = None,
     ):
         self.vector = vector
         self.choose = choose
         self.batch = batch
-        self.steps_per_frame = max(1, -(-batch // vector.num_envs))
+        self.nstep = nstep
+        # a step completes at most one transition per sub-environment and window step
+        self.capacity = batch + vector.num_envs * (nstep.n if nstep else 1)
         self.frame: dict[str, np.ndarray] | None = None
-        self.filled = 0  # steps written into `frame`
+        self.filled = 0  # rows written into `frame`
 
     def collect(self, run_steps: int) -> Collected:
         actions = self.choose(self.vector.obs, run_steps)
         transition, episodes = self.vector.step(actions)
-        n = self.vector.num_envs
+        if self.nstep is not None:
+            transition = self.nstep.add(transition, [e.env_index for e in episodes])
         if self.frame is None:  # shapes and dtypes as the environment returns them
             self.frame = {
-                name: np.empty((self.steps_per_frame * n, *value.shape[1:]), value.dtype)
+                name: np.empty((self.capacity, *value.shape[1:]), value.dtype)
                 for name, value in transition._asdict().items()
             }
-        rows = slice(self.filled * n, (self.filled + 1) * n)
+        rows = slice(self.filled, self.filled + transition.batch_size)
         for name, value in zip(Transition._fields, transition, strict=True):
             self.frame[name][rows] = value
-        self.filled += 1
+        self.filled = rows.stop
         arrays = None
-        if self.filled == self.steps_per_frame:  # a fresh frame next: this one is shipped
-            arrays, self.frame, self.filled = self.frame, None, 0
-        return Collected(arrays, episodes, n)
+        if self.filled >= self.batch:  # a fresh frame next: this one is shipped
+            arrays = self.flush()
+        return Collected(arrays, episodes, self.vector.num_envs)
 
     def flush(self) -> dict[str, np.ndarray] | None:
-        """The steps of the frame being filled, as a shorter frame (None if there are
-        none): a worker about to wait for the learner ships them first."""
+        """The transitions of the frame being filled (None if there are none): a full
+        frame, or a shorter one that a worker about to wait for the learner ships first."""
         if not self.filled:
             return None
-        rows = self.filled * self.vector.num_envs
-        arrays = {name: column[:rows] for name, column in self.frame.items()}
+        arrays = {name: column[: self.filled] for name, column in self.frame.items()}
         self.frame, self.filled = None, 0
         return arrays
 

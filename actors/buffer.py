@@ -94,6 +94,9 @@ class Buffer(Actor):
         header, arrays = decode_frame(delivery.body)
         if not isinstance(header, ExperienceHeader):
             raise BadMessage(f"{header.type} on the experience queue")
+        missing = set(Transition._fields) - set(arrays)
+        if missing:  # e.g. a worker of a release before n-step transitions (no horizon)
+            raise BadMessage(f"experience frame without {', '.join(sorted(missing))}")
         batch = Transition(**{name: arrays[name] for name in Transition._fields})
         for start in range(0, batch.batch_size, INSERT_CHUNK):
             if len(self.backlog) >= BACKLOG_FRAMES:

@@ -10,7 +10,8 @@ Roles (Acme's split of an agent):
   collected epsilon-greedily with the run's exploration schedule.
 
 References: Mnih et al. 2015 (DQN, target network, Huber loss), van Hasselt et al. 2016
-("Deep Reinforcement Learning with Double Q-learning").
+("Deep Reinforcement Learning with Double Q-learning"); n-step returns (`n_step`): Sutton
+1988, with replay as in Hessel et al. 2018 (Rainbow), see actors/nstep.py.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from actors.explore import (
     make_exploration,
 )
 from actors.networks import QNetwork, build_q_network, network_from_meta
+from actors.nstep import NStepTransitions
 from actors.replay import RateLimiter, Transition
 from schemas.messages import PolicyRef, RunSpec
 
@@ -61,6 +63,7 @@ class DQNConfig:
     envs_per_worker: int = 1  # sub-environments each rollout worker steps together
     learning_starts: int = 1000  # transitions collected before the first update
     samples_per_insert: float = 8.0  # replay ratio; Mnih et al. 2015: batch 32 every 4 steps
+    n_step: int = 1  # env steps per transition's return (actors/nstep.py); 1: one-step DQN
     rate_error_buffer: float | None = None  # limiter slack, samples; >= one call each side
     target_update_interval: int = 1000  # updates between target-network refreshes
     tau: float = 1.0  # refresh weight: 1 copies the online net, < 1 is Polyak averaging
@@ -104,7 +107,7 @@ class DQNConfig:
     def check(self) -> None:
         positive = ("batch_size", "buffer_size", "num_workers", "envs_per_worker")
         positive += ("target_update_interval", "weights_publish_interval")
-        positive += ("eval_interval_updates", "eval_episodes", "learning_starts")
+        positive += ("eval_interval_updates", "eval_episodes", "learning_starts", "n_step")
         for name in positive:
             if getattr(self, name) < 1:
                 where = name if name in SPEC_FIELDS else f"hyperparameters.{name}"
@@ -151,18 +154,25 @@ class DQNConfig:
 def double_dqn_target(
     reward: torch.Tensor,
     terminated: torch.Tensor,
-    gamma: float,
+    discount: float | torch.Tensor,
     next_q_online: torch.Tensor,
     next_q_target: torch.Tensor,
 ) -> torch.Tensor:
-    """r + gamma * (1 - terminated) * Q_target(s', argmax_a Q_online(s', a)).
+    """r + discount * (1 - terminated) * Q_target(s', argmax_a Q_online(s', a)).
 
     The online net picks the next action, the target net values it (van Hasselt et al.
-    2016), which curbs the overestimation of taking a max over noisy estimates."""
+    2016), which curbs the overestimation of taking a max over noisy estimates. For an
+    n-step transition r is its discounted reward sum, s' the state `horizon` steps on,
+    and `discount` gamma ** horizon, per transition (`n_step_discounts`)."""
     next_action = next_q_online.argmax(dim=1, keepdim=True)
     next_value = next_q_target.gather(1, next_action).squeeze(1)
     not_terminal = 1.0 - terminated.float()
-    return reward + gamma * not_terminal * next_value
+    return reward + discount * not_terminal * next_value
+
+
+def n_step_discounts(gamma: float, n_step: int) -> torch.Tensor:
+    """gamma ** h for h = 0..n_step, to index with transitions' horizons."""
+    return gamma ** torch.arange(n_step + 1, dtype=torch.float64).to(torch.float32)
 
 
 class DQNLearner:
@@ -174,6 +184,7 @@ class DQNLearner:
         self.q_network = build_q_network(spaces, config.hidden, seed, config.policy)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.online_params = list(self.q_network.parameters())
+        self.discounts = n_step_discounts(config.gamma, config.n_step)
         # fused: one kernel for all parameters, measurably faster for small nets on CPU
         self.optimizer = torch.optim.Adam(
             self.q_network.parameters(), lr=config.learning_rate, fused=True
@@ -186,8 +197,9 @@ class DQNLearner:
         rewards = torch.as_tensor(batch.reward, dtype=torch.float32)
         next_obs = torch.as_tensor(batch.next_obs)
         terminated = torch.as_tensor(batch.terminated)
+        discount = self.discounts[torch.as_tensor(batch.horizon)]
 
-        target = functools.partial(double_dqn_target, rewards, terminated, self.config.gamma)
+        target = functools.partial(double_dqn_target, rewards, terminated, discount)
         if isinstance(self.q_network, QNetwork):
             td_loss, q_taken, td_target = self._mlp_gradients(obs, actions, next_obs, target)
         else:
@@ -346,14 +358,16 @@ def epsilon_greedy_collector(
     worker: int,
     rng: np.random.Generator,
 ) -> TransitionCollector:
-    """Transitions with this worker's epsilons after the run's env steps so far."""
+    """Transitions with this worker's epsilons after the run's env steps so far; n-step
+    ones when the run's `n_step` is above 1."""
     schedule = config.exploration_schedule()
     actors = actor_ids(worker, config.envs_per_worker)
 
     def choose(obs: np.ndarray, run_steps: int) -> np.ndarray:
         return policy.act(obs, schedule.epsilons(actors, run_steps), rng)
 
-    return TransitionCollector(vector, choose)
+    nstep = NStepTransitions(config.n_step, config.gamma) if config.n_step > 1 else None
+    return TransitionCollector(vector, choose, nstep=nstep)
 
 
 DQN = Algorithm(

@@ -140,6 +140,7 @@ class VectorCollector:
             reward=np.asarray(rewards, dtype=np.float32),
             next_obs=real_next_obs,
             terminated=np.asarray(terminated, dtype=bool),
+            horizon=np.ones(self.num_envs, dtype=np.int32),
         )
         self.obs = next_obs
         return transition, finished

@@ -15,13 +15,19 @@ import numpy as np
 
 
 class Transition(NamedTuple):
-    """A batch of one-step transitions; every field has the batch on its first axis."""
+    """A batch of transitions; every field has the batch on its first axis.
+
+    A transition spans `horizon` env steps: 1 as environments produce them, up to n once
+    actors/nstep.py has made n-step transitions of them (DQN's `n_step`). `reward` is
+    then the discounted sum of those steps' rewards and `next_obs` the observation after
+    the last of them, so a learner bootstraps with `gamma ** horizon`."""
 
     obs: np.ndarray
     action: np.ndarray
     reward: np.ndarray  # float32
     next_obs: np.ndarray  # the final observation when the episode ended on this step
     terminated: np.ndarray  # bool; True only for a real terminal state, not a time limit
+    horizon: np.ndarray  # int32; env steps from obs to next_obs (1 for one-step)
 
     @property
     def batch_size(self) -> int:
@@ -51,6 +57,7 @@ class ReplayBuffer:
         self.reward = np.zeros(capacity, dtype=np.float32)
         self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
         self.terminated = np.zeros(capacity, dtype=bool)
+        self.horizon = np.zeros(capacity, dtype=np.int32)
         self.position = 0  # where the next transition goes
         self.size = 0
 
@@ -70,6 +77,7 @@ class ReplayBuffer:
         self.reward[slots] = batch.reward
         self.next_obs[slots] = batch.next_obs
         self.terminated[slots] = batch.terminated
+        self.horizon[slots] = batch.horizon
         self.position = int(slots[-1] + 1) % self.capacity if n_new else self.position
         self.size = min(self.size + n_new, self.capacity)
 
@@ -84,6 +92,7 @@ class ReplayBuffer:
             self.reward[idx],
             self.next_obs[idx],
             self.terminated[idx],
+            self.horizon[idx],
         )
 
 

@@ -5,7 +5,8 @@ This is the reference for the distributed path (Sample Factory's serial mode, Ac
 policy and evaluation, with the broker replaced by direct calls. Each iteration
 
 1. acts in every sub-environment with the (possibly stale) rollout policy and inserts
-   the transitions, as rollout workers do;
+   the transitions (n-step ones with `n_step` > 1, actors/nstep.py), as rollout workers
+   do;
 2. updates the learner for as long as the rate limiter allows sampling, as the
    buffer and trainer do, publishing weights to the rollout policy every
    `weights_publish_interval` updates and evaluating the greedy policy every
@@ -27,6 +28,7 @@ import torch
 from actors.dqn import DQNConfig, DQNLearner, QPolicy
 from actors.envs import EnvSpaces, VectorCollector, make_vector_env
 from actors.evaluate import evaluate
+from actors.nstep import NStepTransitions
 from actors.replay import ReplayBuffer
 from schemas.messages import RunSpec
 
@@ -67,8 +69,10 @@ class SerialRun:
         envs = make_vector_env(spec.env_id, spec.env_params, config.num_actors, spec.seed)
         self.spaces = EnvSpaces.from_env(envs)
         self.collector = VectorCollector(envs, seed=spec.seed)
+        self.nstep = NStepTransitions(config.n_step, config.gamma)
         self.replay = ReplayBuffer(config.buffer_size, self.spaces.obs_shape, self.spaces.obs_dtype)
-        self.limiter = config.rate_limiter(insert_chunk=config.num_actors)
+        # a step inserts up to n_step transitions per sub-environment (episodes that end)
+        self.limiter = config.rate_limiter(insert_chunk=config.num_actors * config.n_step)
         self.learner = DQNLearner(config, self.spaces, spec.seed)
         self.rollout_policy = QPolicy.from_spaces(
             self.spaces, config.hidden, spec.seed, config.policy
@@ -98,12 +102,13 @@ class SerialRun:
         """One step in every sub-environment, as a rollout worker takes it."""
         epsilons = self.exploration.epsilons(self.actors, self.result.env_steps)
         actions = self.rollout_policy.act(self.collector.obs, epsilons, self.rng)
-        transitions, finished = self.collector.step(actions)
+        step, finished = self.collector.step(actions)
+        transitions = self.nstep.add(step, [episode.env_index for episode in finished])
         if not self.limiter.can_insert(transitions.batch_size):
             raise RuntimeError("rate limiter refused an insert in serial mode")  # a bug
         self.replay.add(transitions)
         self.limiter.inserted(transitions.batch_size)
-        self.result.env_steps += transitions.batch_size
+        self.result.env_steps += step.batch_size
         self.result.episodes += len(finished)
 
     def train(self) -> None:

@@ -255,7 +255,8 @@ class Heartbeat(RunEvent):
 
 
 class ExperienceHeader(Message):
-    """routing key run.<id>.experience; arrays obs, action, reward, next_obs, terminated."""
+    """routing key run.<id>.experience; arrays obs, action, reward, next_obs, terminated,
+    horizon (the fields of `actors.replay.Transition`: n-step ones carry horizons > 1)."""
 
     type: Literal["experience"] = "experience"
     run_id: int

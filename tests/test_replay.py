@@ -17,6 +17,7 @@ def numbered(first: int, count: int) -> Transition:
         reward=ids.astype(np.float32),
         next_obs=np.repeat(ids[:, None], 2, axis=1).astype(np.float32) + 0.5,
         terminated=ids % 2 == 0,
+        horizon=(ids % 3 + 1).astype(np.int32),
     )
 
 

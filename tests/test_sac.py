@@ -63,6 +63,7 @@ def random_batch(rng: np.random.Generator, size: int = 32) -> Transition:
         reward=rng.normal(size=size).astype(np.float32),
         next_obs=rng.normal(size=(size, 3)).astype(np.float32),
         terminated=rng.random(size) < 0.2,
+        horizon=np.ones(size, dtype=np.int32),
     )
 
 
