@@ -9,6 +9,7 @@ runt up                                                everything on this machin
 from __future__ import annotations
 
 import argparse
+import gc
 import getpass
 import logging
 import secrets
@@ -145,6 +146,10 @@ def serve_web(cfg: Config, host: str, port: int, worker: int = 0, workers: int =
     # threads set it for themselves too; the setting is per thread).
     torch.set_num_threads(1)
     app = init_app(cfg, worker=worker)
+    # Everything imported so far (torch, gymnasium, ...) lives as long as the process:
+    # out of the collector's reach, a full collection no longer walks it (tens of ms,
+    # during which no request was answered).
+    gc.freeze()
     web.run_app(
         app,
         loop=_event_loop(),
