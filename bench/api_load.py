@@ -71,6 +71,7 @@ from benchlib import (
     interrupt_on_sigterm,
     load_preset,
     print_table,
+    process_cpu_seconds,
     run_queue_names,
 )
 from solve.common import PASSWORD, USERNAME
@@ -237,7 +238,23 @@ def report(title: str, latencies, errors, seconds: float) -> float:
     return percentile(everything, 99)
 
 
-async def bench(args, base: str, ids_out: list[int]) -> None:
+def web_cpu_seconds(web_pid: int) -> float:
+    """CPU seconds of the web service: its process and its worker processes."""
+    pids = [web_pid, *child_pids(web_pid)]
+    return sum(process_cpu_seconds(pid) or 0.0 for pid in pids)
+
+
+async def measured_load(base: str, headers, ids: list[int], args, web_pid: int):
+    """`load`, and the web service's CPU milliseconds per answered request: what a
+    request costs the service, which moves less with other load than the latency."""
+    cpu = web_cpu_seconds(web_pid)
+    latencies, errors, seconds = await load(base, headers, ids, args)
+    answered = sum(len(v) for v in latencies.values())
+    cpu_ms = (web_cpu_seconds(web_pid) - cpu) * 1000 / max(answered, 1)
+    return latencies, errors, seconds, cpu_ms
+
+
+async def bench(args, base: str, ids_out: list[int], web_pid: int) -> None:
     async with aiohttp.ClientSession(base) as session:
         await wait_healthy(session)
         headers = await login(session)
@@ -250,16 +267,22 @@ async def bench(args, base: str, ids_out: list[int]) -> None:
                   f"({args.arrivals}) = {offered:g} requests/s offered")  # fmt: skip
         else:
             print(f"closed loop: {args.clients} clients, back to back")
-        latencies, errors, seconds = await load(base, headers, ids_out, args)
+        latencies, errors, seconds, cpu_ms = await measured_load(
+            base, headers, ids_out, args, web_pid
+        )
         counts = [await episodes_of(session, headers, i) for i in ids_out]
         p99 = report(f"while {args.runs} runs train", latencies, errors, seconds)
+        print(f"  web service CPU per request: {cpu_ms:.2f} ms")
         print(f"  episodes stored so far: {counts}")
         for run in ids_out:
             async with session.post("/stop-train/", json={"model_id": run}, headers=headers):
                 pass
         await asyncio.sleep(args.settle)
-        base_lat, base_err, base_s = await load(base, headers, ids_out, args)
+        base_lat, base_err, base_s, base_cpu = await measured_load(
+            base, headers, ids_out, args, web_pid
+        )
         base_p99 = report("baseline: the same after the runs stopped", base_lat, base_err, base_s)
+        print(f"  web service CPU per request: {base_cpu:.2f} ms")
     verdict = "met" if p99 < TARGET_P99_MS and not errors else "MISSED"
     print(f"\np99/target = {p99 / TARGET_P99_MS:.2f} (target p99 < {TARGET_P99_MS:.0f} ms and "
           f"zero errors: {verdict}); p99 training/idle = {p99 / base_p99:.2f}")  # fmt: skip
@@ -315,7 +338,7 @@ def main() -> int:
         agent = start([sys.executable, "-m", "web.cli", "agent", "--name", prefix], env, log)
         # The clients share the cores with the service: libuv's loop costs them less.
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(bench(args, f"http://127.0.0.1:{port}", ids))
+            runner.run(bench(args, f"http://127.0.0.1:{port}", ids, web.pid))
     finally:
         for proc in (agent, web):
             if proc is not None:

@@ -37,6 +37,9 @@ class DatabaseConfig(_Section):
     max_overflow: int = Field(10, ge=0, le=200)
     pool_recycle: int = Field(1800, ge=1)
     pool_timeout: float = Field(10, gt=0)
+    # MySQL: the web service's reads on its event loop through asyncmy; false: on the
+    # thread pool through pymysql, as the writes always are.
+    async_reads: bool = True
 
     @field_validator("url")
     @classmethod

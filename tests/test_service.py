@@ -52,8 +52,9 @@ async def test_healthz_reports_an_unreachable_database(aiohttp_client, tmp_path)
 
 
 @pytest.mark.mysql
-async def test_a_slow_query_does_not_block_the_event_loop(mysql_server):
-    db = Database(DatabaseConfig(url=mysql_server))
+@pytest.mark.parametrize("call", ["run", "read", "read on threads"])
+async def test_a_slow_query_does_not_block_the_event_loop(mysql_server, call):
+    db = Database(DatabaseConfig(url=mysql_server, async_reads=call != "read on threads"))
     ticks = 0
 
     async def ticker():
@@ -64,10 +65,14 @@ async def test_a_slow_query_does_not_block_the_event_loop(mysql_server):
 
     task = asyncio.create_task(ticker())
     try:
-        await db.run(lambda session: session.execute(text("SELECT SLEEP(0.5)")))
+        if call == "run":
+            await db.run(lambda session: session.execute(text("SELECT SLEEP(0.5)")))
+        else:
+            slept = await db.read(lambda conn: conn.scalar(text("SELECT SLEEP(0.5) + 7")))
+            assert slept == 7
     finally:
         task.cancel()
-        db.close()
+        await db.aclose()
     assert ticks >= 25  # the loop kept ticking (about 50 times) while MySQL slept
 
 

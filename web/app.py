@@ -123,7 +123,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await task
     await app[LIVE].close()
     await app[BROKER].close()
-    app[DB].close()
+    await app[DB].aclose()
 
 
 async def _start_event_log(eventlog: EventLog) -> None:
