@@ -202,3 +202,36 @@ async def test_workers_end_when_the_main_process_is_killed(service):
         while os.path.exists(f"/proc/{pid}") and not zombie(pid):
             assert time.monotonic() < deadline, f"worker {pid} outlived its main process"
             await asyncio.sleep(0.2)
+
+
+async def test_failed_logins_are_counted_across_workers(service):
+    _, url, _, _ = service
+    async with aiohttp.ClientSession(base_url=url) as session:
+        headers = {"Authorization": f"Bearer {await login(session, 'trainer')}"}
+    by_worker: dict[int, aiohttp.ClientSession] = {}
+    spare = []
+    try:
+        for _ in range(40):
+            session, worker = await one_connection(url, headers)
+            if worker in by_worker:
+                spare.append(session)
+            else:
+                by_worker[worker] = session
+            if len(by_worker) == WORKERS:
+                break
+        assert sorted(by_worker) == list(range(WORKERS)), "a worker never took a connection"
+
+        async def attempt(worker: int, password: str) -> int:
+            body = {"username": "trainer", "password": password}
+            async with by_worker[worker].post("/login/", json=body) as resp:
+                return resp.status
+
+        # The default allows 5 failures per window: 3 through one worker, 2 through the
+        # other, and then the right password is refused by either.
+        for worker in (0, 0, 0, 1, 1):
+            assert await attempt(worker, "wrong-password") == 401
+        assert await attempt(1, PASSWORD) == 429
+        assert await attempt(0, PASSWORD) == 429
+    finally:
+        for session in [*by_worker.values(), *spare]:
+            await session.close()

@@ -11,10 +11,14 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import deque
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session as DbSession
+
+from web.tables import LoginFailure, utcnow
 
 _hasher = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory profile
 # Verified when the username is unknown, so both failures take the same time.
@@ -46,46 +50,43 @@ class LoginThrottle:
     """Counts failed logins per username (known or not) in a sliding window.
 
     Once `max_failures` failures fall in the window, every attempt for that username is
-    refused until the oldest one leaves it, whatever the password.
+    refused until the oldest of them leaves it, whatever the password. The failures are
+    rows of `login_failures`, so every web process (`web.workers`) counts the same ones;
+    each method runs in a database transaction (`Database.run`).
     """
 
-    def __init__(self, max_failures: int, window_seconds: float, max_names: int = 100_000):
+    def __init__(self, max_failures: int, window_seconds: float):
         self.max_failures = max_failures
-        self.window = window_seconds
-        self.max_names = max_names
-        self._failures: dict[str, deque[float]] = {}
+        self.window = timedelta(seconds=window_seconds)
 
     @staticmethod
     def _key(username: str) -> str:
-        return username.strip().lower()
+        return username.strip().lower()[:150]
 
-    def retry_after(self, username: str, now: float | None = None) -> float:
+    def retry_after(self, db: DbSession, username: str) -> float:
         """Seconds until `username` may try again; 0 when it may try now."""
-        now = time.monotonic() if now is None else now
-        failures = self._failures.get(self._key(username))
-        if not failures:
+        now = utcnow()
+        newest = db.scalars(
+            select(LoginFailure.failed_at)
+            .where(
+                LoginFailure.username_key == self._key(username),
+                LoginFailure.failed_at > now - self.window,
+            )
+            .order_by(LoginFailure.failed_at.desc())
+            .limit(self.max_failures)
+        ).all()
+        if len(newest) < self.max_failures:
             return 0.0
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        if len(failures) < self.max_failures:
-            return 0.0
-        return failures[0] + self.window - now
+        return max((newest[-1] + self.window - now).total_seconds(), 0.001)
 
-    def failed(self, username: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        if len(self._failures) >= self.max_names:
-            self._forget_stale(now)
-        key = self._key(username)
-        self._failures.setdefault(key, deque(maxlen=self.max_failures)).append(now)
+    def failed(self, db: DbSession, username: str) -> None:
+        now = utcnow()
+        # What has left every window counts for nobody: the table stays small.
+        db.execute(delete(LoginFailure).where(LoginFailure.failed_at <= now - self.window))
+        db.add(LoginFailure(username_key=self._key(username), failed_at=now))
 
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(self._key(username), None)
-
-    def _forget_stale(self, now: float) -> None:
-        for key in [k for k, v in self._failures.items() if not v or v[-1] <= now - self.window]:
-            del self._failures[key]
-        while len(self._failures) >= self.max_names:  # still full: drop the oldest entry
-            self._failures.pop(next(iter(self._failures)))
+    def succeeded(self, db: DbSession, username: str) -> None:
+        db.execute(delete(LoginFailure).where(LoginFailure.username_key == self._key(username)))
 
 
 class SessionCache:

@@ -221,3 +221,18 @@ class Heartbeat(Base):
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int]
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginFailure(Base):
+    """A failed login, counted by the login throttle (web/auth.py) of every web process."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_key", "username_key", "failed_at"),
+        Index("ix_login_failures_time", "failed_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username_key: Mapped[str] = mapped_column(String(150))
+    failed_at: Mapped[datetime] = mapped_column(default=utcnow)

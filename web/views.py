@@ -57,8 +57,8 @@ def current_user(request: web.Request) -> CurrentUser:
 
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, api.LoginRequest)
-    cfg, throttle = request.app[CONFIG], request.app[THROTTLE]
-    wait = throttle.retry_after(body.username)
+    cfg, throttle, db = request.app[CONFIG], request.app[THROTTLE], request.app[DB]
+    wait = await db.run(throttle.retry_after, body.username)
     if wait > 0:
         raise web.HTTPTooManyRequests(
             reason="too many failed logins for this username; try again later",
@@ -67,9 +67,9 @@ async def login(request: web.Request) -> web.Response:
     found = await request.app[DB].run(store.find_user, body.username)
     ok = await asyncio.to_thread(verify_password, found[2] if found else None, body.password)
     if not (found and ok):
-        throttle.failed(body.username)
+        await db.run(throttle.failed, body.username)
         raise ApiError(401, BAD_CREDENTIALS)
-    throttle.succeeded(body.username)
+    await db.run(throttle.succeeded, body.username)
     user_id, username, _ = found
     token = new_token()
     ttl = timedelta(hours=cfg.web.session_ttl_hours)
