@@ -17,13 +17,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, exc, make_url, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas.config import DatabaseConfig
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
 
@@ -78,6 +80,8 @@ def make_read_engine(cfg: DatabaseConfig) -> Engine:
 
 def make_async_read_engine(cfg: DatabaseConfig) -> AsyncEngine:
     """The same autocommit read engine on asyncmy, for reads on the event loop."""
+    from sqlalchemy.ext.asyncio import create_async_engine  # needs greenlet: MySQL only
+
     url = make_url(cfg.url)
     url = url.set(drivername=f"{url.get_backend_name()}+asyncmy")
     if "charset" not in url.query:
