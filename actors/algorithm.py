@@ -183,6 +183,7 @@ class TransitionCollector:
         # a step completes at most one transition per sub-environment and window step
         self.capacity = batch + vector.num_envs * (nstep.n if nstep else 1)
         self.frame: dict[str, np.ndarray] | None = None
+        self.columns: list[np.ndarray] = []  # the frame's arrays in Transition's field order
         self.filled = 0  # rows written into `frame`
 
     def collect(self, run_steps: int) -> Collected:
@@ -191,14 +192,14 @@ class TransitionCollector:
         if self.nstep is not None:
             transition = self.nstep.add(transition, [e.env_index for e in episodes])
         if self.frame is None:  # shapes and dtypes as the environment returns them
-            self.frame = {
-                name: np.empty((self.capacity, *value.shape[1:]), value.dtype)
-                for name, value in transition._asdict().items()
-            }
-        rows = slice(self.filled, self.filled + transition.batch_size)
-        for name, value in zip(Transition._fields, transition, strict=True):
-            self.frame[name][rows] = value
-        self.filled = rows.stop
+            self.columns = [
+                np.empty((self.capacity, *value.shape[1:]), value.dtype) for value in transition
+            ]
+            self.frame = dict(zip(Transition._fields, self.columns, strict=True))
+        start = self.filled
+        self.filled = stop = start + len(transition.reward)
+        for column, value in zip(self.columns, transition, strict=True):
+            column[start:stop] = value
         arrays = None
         if self.filled >= self.batch:  # a fresh frame next: this one is shipped
             arrays = self.flush()

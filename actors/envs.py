@@ -119,7 +119,11 @@ class VectorCollector:
         self.obs, _ = envs.reset(seed=seed)
         self.episode_reward = np.zeros(self.num_envs, dtype=np.float64)
         self.steps = 0  # steps of the vector env; lengths are counted from where episodes began
-        self.episode_start = [0] * self.num_envs
+        self.episode_start = np.zeros(self.num_envs, dtype=np.int64)
+        # One-step transitions all have horizon 1: one read-only array serves every step
+        # (consumers copy rows out of a transition, never write into it).
+        self.horizon = np.ones(self.num_envs, dtype=np.int32)
+        self.horizon.flags.writeable = False
 
     def step(self, actions: np.ndarray) -> tuple[Transition, list[Episode]]:
         # A truncation ends an episode too: it shows in the final observations' mask.
@@ -131,31 +135,36 @@ class VectorCollector:
         ended = infos.get("_final_obs")
         finished: list[Episode] = []
         real_next_obs = next_obs  # a fresh array every step (the vector env copies)
-        if ended is not None and ended.any():
-            real_next_obs = next_obs.copy()
-            finished = self._finish(real_next_obs, ended, infos["final_obs"])
+        if ended is not None:
+            which = np.flatnonzero(ended)
+            if len(which):
+                real_next_obs = next_obs.copy()
+                finished = self._finish(real_next_obs, which, infos["final_obs"])
         transition = Transition(
             obs=self.obs,
             action=np.asarray(actions),
             reward=np.asarray(rewards, dtype=np.float32),
             next_obs=real_next_obs,
             terminated=np.asarray(terminated, dtype=bool),
-            horizon=np.ones(self.num_envs, dtype=np.int32),
+            horizon=self.horizon,
         )
         self.obs = next_obs
         return transition, finished
 
-    def _finish(self, next_obs: np.ndarray, ended: np.ndarray, final_obs) -> list[Episode]:
-        """The episodes that ended: their final observations go into `next_obs`, their
-        returns and lengths are reported and counted from zero again."""
-        finished = []
-        for i in np.flatnonzero(ended).tolist():
+    def _finish(self, next_obs: np.ndarray, which: np.ndarray, final_obs) -> list[Episode]:
+        """The episodes that ended in sub-environments `which`: their final observations
+        go into `next_obs`, their returns and lengths are reported and counted from zero
+        again."""
+        for i in which.tolist():
             next_obs[i] = final_obs[i]
-            reward = float(self.episode_reward[i])
-            finished.append(Episode(i, reward, self.steps - self.episode_start[i]))
-            self.episode_reward[i] = 0.0
-            self.episode_start[i] = self.steps
-        return finished
+        rewards = self.episode_reward[which].tolist()
+        lengths = (self.steps - self.episode_start[which]).tolist()
+        self.episode_reward[which] = 0.0
+        self.episode_start[which] = self.steps
+        return [
+            Episode(i, reward, length)
+            for i, reward, length in zip(which.tolist(), rewards, lengths, strict=True)
+        ]
 
     def close(self) -> None:
         self.envs.close()
