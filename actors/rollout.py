@@ -51,7 +51,10 @@ log = logging.getLogger("runt.rollout")
 
 STEPS_AHEAD_SLACK = 4.0  # how far ahead of the learner's consumption a worker may run
 EPISODES_EVERY_S = 0.25  # finished episodes are reported together this often
-EPISODES_PER_EVENT = 256  # or as soon as this many are waiting
+# ... or as soon as this many are waiting. Short episodes (CartPole under an untrained
+# policy: ~3,500 a second on 8 environments) filled 256 fourteen times a second, and
+# each event costs a validation, a confirmed publish and two thread hand-overs.
+EPISODES_PER_EVENT = 1024
 # Weights and stop commands are looked for this often while collecting, not every step:
 # a poll of an idle AMQP connection (two socket timeouts and a read) cost more than a step.
 POLL_EVERY_S = 0.01

@@ -326,9 +326,15 @@ class Bus:
             delivery_mode=1,
             content_type=content_type,
             content_encoding="binary",
-            application_headers=headers or {},
+            application_headers=headers or None,  # an empty table is bytes to encode
         )
         try:
+            # What the broker sends on this connection (a blocked notice, a channel it
+            # closed) is read when the socket has bytes, not by a read that times out
+            # before every publish as py-amqp does (see `_open_bulk`).
+            if not _nothing_to_read(self._bulk_conn):
+                with contextlib.suppress(TimeoutError):
+                    self._bulk_conn.connection.drain_events(timeout=0)
             self._bulk_channel.basic_publish(
                 message, exchange=exchange.name, routing_key=routing_key
             )
@@ -346,6 +352,14 @@ class Bus:
         try:
             conn.ensure_connection(max_retries=0)
             self._bulk_conn, self._bulk_channel = conn, conn.channel()
+            # py-amqp reads the socket with a timeout before every publish on a connection
+            # that negotiated blocked notices; `_publish_bulk` looks at the socket instead.
+            capabilities = conn.connection.client_properties.get("capabilities", {})
+            if capabilities.get("connection.blocked"):
+                conn.connection.client_properties["capabilities"] = {
+                    **capabilities,
+                    "connection.blocked": False,
+                }
         except self._errors:
             conn.collect()
             return False
@@ -422,7 +436,7 @@ class Bus:
                     break
                 continue
             wait = max(deadline - time.monotonic(), 0.0) if not handled else 0.0
-            if not wait and self._nothing_to_read():
+            if not wait and _nothing_to_read(self._conn):
                 break
             with self._guard(quiet=True):
                 try:
@@ -431,24 +445,6 @@ class Bus:
                     if time.monotonic() >= deadline or handled:
                         break
         return handled
-
-    def _nothing_to_read(self) -> bool:
-        """amqp:// over plain TCP: True when no byte waits, neither on the socket nor in
-        py-amqp's read buffer. One select() instead of a read that times out: a poll of
-        an idle connection raised and caught a timeout through kombu's and py-amqp's
-        layers, ~100 us in a rollout worker's loop, which polls every 10 ms. A closed
-        socket reads as ready, so a lost connection is still found by the read."""
-        transport = getattr(self._conn.connection, "transport", None)
-        if type(transport) is not amqp.transport.TCPTransport or transport._read_buffer:
-            return False  # memory://, TLS (buffers decrypted bytes), or a frame half read
-        sock = transport.sock
-        if sock is None:
-            return False
-        try:
-            readable, _, _ = select.select((sock,), (), (), 0)
-        except (OSError, ValueError):  # a closed socket: let the read report it
-            return False
-        return not readable
 
     def _process(self, consumer: _Consumer, message: Any, generation: int) -> None:
         """Run the handler and settle the delivery by the rule of broker/abc.py."""
@@ -499,6 +495,25 @@ def _forget_after_fork() -> None:
 # An agent forks its actor processes (actors/launch.py): no child may talk on its
 # parent's broker connections.
 os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _nothing_to_read(conn: kombu.Connection) -> bool:
+    """amqp:// over plain TCP: True when no byte waits, neither on the socket nor in
+    py-amqp's read buffer. One select() instead of a read that times out: a poll of an
+    idle connection raised and caught a timeout through kombu's and py-amqp's layers,
+    ~100 us in a rollout worker's loop, which polls every 10 ms. A closed socket reads as
+    ready, so a lost connection is still found by the read."""
+    transport = getattr(conn.connection, "transport", None)
+    if type(transport) is not amqp.transport.TCPTransport or transport._read_buffer:
+        return False  # memory://, TLS (buffers decrypted bytes), or a frame half read
+    sock = transport.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select((sock,), (), (), 0)
+    except (OSError, ValueError):  # a closed socket: let the read report it
+        return False
+    return not readable
 
 
 def make_bus(url: str, topology: Topology, name: str = "bus") -> Bus:
