@@ -184,6 +184,8 @@ class TransitionCollector:
         self.capacity = batch + vector.num_envs * (nstep.n if nstep else 1)
         self.frame: dict[str, np.ndarray] | None = None
         self.columns: list[np.ndarray] = []  # the frame's arrays in Transition's field order
+        # The vector collector's shared horizon array (all ones), not copied row by row
+        self.ones = getattr(vector, "horizon", None)
         self.filled = 0  # rows written into `frame`
 
     def collect(self, run_steps: int) -> Collected:
@@ -196,10 +198,12 @@ class TransitionCollector:
                 np.empty((self.capacity, *value.shape[1:]), value.dtype) for value in transition
             ]
             self.frame = dict(zip(Transition._fields, self.columns, strict=True))
+            self.columns[-1].fill(1)  # horizons: one-step transitions leave them at 1
         start = self.filled
         self.filled = stop = start + len(transition.reward)
         for column, value in zip(self.columns, transition, strict=True):
-            column[start:stop] = value
+            if value is not self.ones:  # the horizons the column was filled with
+                column[start:stop] = value
         arrays = None
         if self.filled >= self.batch:  # a fresh frame next: this one is shipped
             arrays = self.flush()

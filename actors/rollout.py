@@ -100,6 +100,11 @@ class RolloutWorker(Actor):
         self.poll_due = Every(POLL_EVERY_S)
         self.paused_at: float | None = None
         self.extra_warmup = 0.0
+        self.warmup_steps = (
+            STEPS_AHEAD_SLACK * self.config.learning_starts / self.config.num_workers
+            if not self.on_policy
+            else 0.0
+        )
         self.max_steps_per_version = self._steps_per_version()
         self.resumed_steps = self.spec.resume.env_steps if self.spec.resume else 0
         # The version this worker starts acting with: 0 (built from the seed), or the
@@ -142,8 +147,7 @@ class RolloutWorker(Actor):
             held = (self.weights_epoch, self.policy_version)
             return held <= (self.shipped_epoch, self.shipped_version)
         if self.policy_version == self.first_version:  # learning has not started: warm up
-            warmup = STEPS_AHEAD_SLACK * self.config.learning_starts / self.config.num_workers
-            return self.env_steps > warmup + self.extra_warmup
+            return self.env_steps > self.warmup_steps + self.extra_warmup
         return self.steps_on_version > self.max_steps_per_version
 
     def step(self) -> None:
@@ -234,8 +238,8 @@ class RolloutWorker(Actor):
         if self.on_policy:
             header = SegmentHeader(**fields, epoch=self.weights_epoch)
             self.shipped_epoch = self.weights_epoch
-        else:
-            header = ExperienceHeader(**fields)
+        else:  # the worker's own counters: nothing to validate, hundreds of times a second
+            header = ExperienceHeader.model_construct(**fields)
         self.shipped_version = version
         key = self.topology.data_key(self.run_id, "experience")
         self.bus.publish(self.topology.data, key, encode_frame(header, arrays))
