@@ -25,7 +25,6 @@ from collections.abc import Callable
 
 from pydantic import TypeAdapter, ValidationError
 
-from broker.abc import BrokerUnavailable
 from broker.topology import STORED_KEY
 from schemas.messages import AnyMessage, BadMessage, RunEvent
 
@@ -88,7 +87,7 @@ class LiveFeed:
                     self.topology.events, STORED_KEY, body, persistent=False,
                     content_type="application/json",
                 )  # fmt: skip
-            except BrokerUnavailable as exc:
+            except Exception as exc:  # best effort: the database has the events
                 self.counts["notices_dropped"] += 1
                 log.warning("live notice not sent (%s): streams miss one batch", exc)
 
@@ -97,7 +96,7 @@ class LiveFeed:
             try:
                 await self.bus.consume(self.queue, self._on_notice, prefetch=64)
                 return
-            except BrokerUnavailable as exc:
+            except Exception as exc:  # the broker away, or a queue it refused: try again
                 log.warning("live feed waiting for the broker: %s", exc)
                 await asyncio.sleep(2)
 
