@@ -90,7 +90,9 @@ async def service(mysql_server, amqp_url):
             assert proc.poll() is None, "runt web exited"
             assert time.monotonic() < deadline, "runt web did not listen within 60 s"
             await asyncio.sleep(0.2)
-        yield proc, f"http://127.0.0.1:{port}", Topology(prefix), amqp_url
+        url = f"http://127.0.0.1:{port}"
+        await every_worker_answers(url, deadline)
+        yield proc, url, Topology(prefix), amqp_url
     finally:
         for pid in child_pids(proc.pid):
             os.kill(pid, signal.SIGKILL)
@@ -99,6 +101,20 @@ async def service(mysql_server, amqp_url):
             proc.wait()
         delete_topology(amqp_url, Topology(prefix))
         drop_mysql_database(mysql_server, name)
+
+
+async def every_worker_answers(url: str, deadline: float) -> None:
+    """Wait until each worker listens: the port opens with the first one, and the kernel
+    gives new connections only to the workers listening already."""
+    async with aiohttp.ClientSession(base_url=url) as session:
+        headers = {"Authorization": f"Bearer {await login(session, 'trainer')}"}
+    seen: set[int] = set()
+    while seen != set(range(WORKERS)):
+        assert time.monotonic() < deadline, f"only workers {sorted(seen)} answered within 60 s"
+        session, worker = await one_connection(url, headers)
+        await session.close()
+        seen.add(worker)
+        await asyncio.sleep(0.05)
 
 
 async def one_connection(url: str, headers: dict) -> tuple[aiohttp.ClientSession, int]:
