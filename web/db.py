@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, exc, make_url, text
+from sqlalchemy import URL, Engine, create_engine, event, exc, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas.config import DatabaseConfig
@@ -59,42 +59,40 @@ def make_engine(cfg: DatabaseConfig) -> Engine:
     )
 
 
-def make_read_engine(cfg: DatabaseConfig) -> Engine:
-    """An engine for single-statement reads: autocommit, so a read is one round trip to
-    the server instead of four (pre-ping, query, COMMIT, the pool's ROLLBACK)."""
+def _read_engine_args(cfg: DatabaseConfig, driver: str | None = None) -> tuple[URL, dict]:
+    """URL and options of an engine for single-statement reads: autocommit, so a read is
+    one round trip to the server instead of four (pre-ping, query, COMMIT, the pool's
+    ROLLBACK). `driver` replaces the URL's (the asyncio engine's asyncmy)."""
     url = make_url(cfg.url)
+    if driver is not None:
+        url = url.set(drivername=f"{url.get_backend_name()}+{driver}")
     if "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
-    engine = create_engine(
-        url,
-        pool_size=cfg.pool_size,
-        max_overflow=cfg.max_overflow,
-        pool_recycle=cfg.pool_recycle,
-        pool_timeout=cfg.pool_timeout,
-        isolation_level="AUTOCOMMIT",
-        skip_autocommit_rollback=True,
-    )
+    options = {
+        "pool_size": cfg.pool_size,
+        "max_overflow": cfg.max_overflow,
+        "pool_recycle": cfg.pool_recycle,
+        "pool_timeout": cfg.pool_timeout,
+        "isolation_level": "AUTOCOMMIT",
+        "skip_autocommit_rollback": True,
+    }
+    return url, options
+
+
+def make_read_engine(cfg: DatabaseConfig) -> Engine:
+    """The read engine for the thread pool (pymysql)."""
+    url, options = _read_engine_args(cfg)
+    engine = create_engine(url, **options)
     _ping_when_idle(engine, READ_PING_IDLE_SECONDS)
     return engine
 
 
 def make_async_read_engine(cfg: DatabaseConfig) -> AsyncEngine:
-    """The same autocommit read engine on asyncmy, for reads on the event loop."""
+    """The same read engine on asyncmy, for reads on the event loop."""
     from sqlalchemy.ext.asyncio import create_async_engine  # needs greenlet: MySQL only
 
-    url = make_url(cfg.url)
-    url = url.set(drivername=f"{url.get_backend_name()}+asyncmy")
-    if "charset" not in url.query:
-        url = url.update_query_dict({"charset": "utf8mb4"})
-    engine = create_async_engine(
-        url,
-        pool_size=cfg.pool_size,
-        max_overflow=cfg.max_overflow,
-        pool_recycle=cfg.pool_recycle,
-        pool_timeout=cfg.pool_timeout,
-        isolation_level="AUTOCOMMIT",
-        skip_autocommit_rollback=True,
-    )
+    url, options = _read_engine_args(cfg, driver="asyncmy")
+    engine = create_async_engine(url, **options)
     _ping_when_idle(engine.sync_engine, READ_PING_IDLE_SECONDS)
     return engine
 
@@ -157,12 +155,12 @@ class Database:
         self.read_engine = (
             self.engine if self.engine.dialect.name == "sqlite" else make_read_engine(cfg)
         )
+        self.async_reads = cfg.async_reads and self.engine.dialect.name != "sqlite"
+        self._async_read: AsyncEngine | None = None  # made on the first read
         # As many threads as pooled connections: with more, calls beyond the pool open an
         # overflow connection each (TCP, login, TLS setup) and close it again, which
         # under load cost more than the queries (bench/api_load.py). The overflow stays
         # for other users of the engine (migrations, the command line).
-        self.async_reads = cfg.async_reads and self.engine.dialect.name != "sqlite"
-        self._async_read: AsyncEngine | None = None  # made on the first read
         workers = 4 if self.engine.dialect.name == "sqlite" else cfg.pool_size
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="runt-db")
 

@@ -64,7 +64,7 @@ async def login(request: web.Request) -> web.Response:
             reason="too many failed logins for this username; try again later",
             headers={"Retry-After": str(int(wait) + 1)},
         )
-    found = await request.app[DB].run(store.find_user, body.username)
+    found = await db.run(store.find_user, body.username)
     ok = await asyncio.to_thread(verify_password, found[2] if found else None, body.password)
     if not (found and ok):
         await db.run(throttle.failed, body.username)
@@ -73,9 +73,7 @@ async def login(request: web.Request) -> web.Response:
     user_id, username, _ = found
     token = new_token()
     ttl = timedelta(hours=cfg.web.session_ttl_hours)
-    expires = await request.app[DB].run(
-        store.open_session, user_id, token_digest(cfg.secret_key, token), ttl
-    )
+    expires = await db.run(store.open_session, user_id, token_digest(cfg.secret_key, token), ttl)
     data = {"token": token, "user": {"id": user_id, "username": username}, "expires_at": expires}
     response = envelope(dump(api.LoginOut, data), "logged in")
     response.set_cookie(
