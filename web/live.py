@@ -58,6 +58,9 @@ class LiveFeed:
         self.counts: Counter = Counter()
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=OUTBOX_NOTICES)
         self._tasks: list[asyncio.Task] = []
+        # Set once this process's queue of notices is bound and consumed: from then on a
+        # listener misses nothing stored (before, a notice would find no queue).
+        self.ready = asyncio.Event()
 
     def start(self, *, publish: bool) -> None:
         """Consume this process's notices; with `publish`, also send the ones `stored`
@@ -95,6 +98,7 @@ class LiveFeed:
         while True:  # until the broker answers; robust consumers then reconnect alone
             try:
                 await self.bus.consume(self.queue, self._on_notice, prefetch=64)
+                self.ready.set()
                 return
             except Exception as exc:  # the broker away, or a queue it refused: try again
                 log.warning("live feed waiting for the broker: %s", exc)

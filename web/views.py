@@ -286,9 +286,11 @@ async def model_events(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
-    listeners = request.app[LIVE].listeners
+    live = request.app[LIVE]
+    listeners = live.listeners
     listeners.append(on_events)
     try:
+        await live.ready.wait()  # ": connected" promises every event stored from now on
         await response.write(b": connected\n\n")
         while True:
             try:
