@@ -244,20 +244,41 @@ def web_cpu_seconds(web_pid: int) -> float:
     return sum(process_cpu_seconds(pid) or 0.0 for pid in pids)
 
 
+async def read_cache_counts(base: str, headers, workers: int) -> tuple[int, int]:
+    """(hits, misses) of the web workers' read caches (web/readcache.py), summed: each
+    worker reports its own on /metrics, so connections are opened until all answered."""
+    seen: dict[int, tuple[int, int]] = {}
+    for _ in range(20 * workers):
+        connector = aiohttp.TCPConnector(limit=1, force_close=True)
+        async with aiohttp.ClientSession(base, headers=headers, connector=connector) as session:
+            async with session.get("/metrics") as resp:
+                data = (await resp.json())["data"]
+        seen[data["worker"]] = (data["reads"]["hits"], data["reads"]["misses"])
+        if len(seen) == workers:
+            break
+    return sum(h for h, _ in seen.values()), sum(m for _, m in seen.values())
+
+
 async def measured_load(base: str, headers, ids: list[int], args, web_pid: int):
-    """`load`, and the web service's CPU milliseconds per answered request: what a
-    request costs the service, which moves less with other load than the latency."""
+    """`load`, the web service's CPU milliseconds per answered request (what a request
+    costs the service, which moves less with other load than the latency) and the share
+    of answers its read caches gave."""
+    workers = max(len(child_pids(web_pid)) - 1, 1)  # less multiprocessing's tracker
+    hits, misses = await read_cache_counts(base, headers, workers)
     cpu, own = web_cpu_seconds(web_pid), time.process_time()
     latencies, errors, seconds = await load(base, headers, ids, args)
     answered = max(sum(len(v) for v in latencies.values()), 1)
     cpu_ms = (web_cpu_seconds(web_pid) - cpu) * 1000 / answered
     client_ms = (time.process_time() - own) * 1000 / answered
-    return latencies, errors, seconds, (cpu_ms, client_ms)
+    hits_after, misses_after = await read_cache_counts(base, headers, workers)
+    hit_share = (hits_after - hits) / max(hits_after - hits + misses_after - misses, 1)
+    return latencies, errors, seconds, (cpu_ms, client_ms, hit_share)
 
 
-def print_cpu(cpu_ms: tuple[float, float]) -> None:
-    web_ms, client_ms = cpu_ms
+def print_cpu(cpu_ms: tuple[float, float, float]) -> None:
+    web_ms, client_ms, hit_share = cpu_ms
     print(f"  CPU per request: web service {web_ms:.2f} ms, these clients {client_ms:.2f} ms")
+    print(f"  answered from the read cache: {hit_share:.0%}")
 
 
 async def bench(args, base: str, ids_out: list[int], web_pid: int) -> None:

@@ -400,6 +400,10 @@ class MetricsOut(BaseModel):
         description="the live streams' feed of stored events: notices received, "
         "notices_dropped (not sent while the broker was away)"
     )
+    reads: dict[str, int] = Field(
+        description="this worker's cache of runs lists and train-data pages "
+        "(api.read_cache_seconds): entries, hits, misses"
+    )
     dead_letter_queue: int | None = Field(
         description="messages waiting in the dead-letter queue, from any consumer; "
         "null when the broker cannot say"

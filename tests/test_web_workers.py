@@ -81,6 +81,8 @@ async def service(mysql_server, amqp_url):
         RUNT_BROKER_PREFIX=prefix,
         RUNT_SECRET_KEY="workers-test-secret-key-0123456789",
         RUNT_WEB_WORKERS=str(WORKERS),
+        # Longer than any test here: a kept answer is fresh only if the notices refresh it.
+        RUNT_API_READ_CACHE_SECONDS="60",
         RUNT_LOG_LEVEL="WARNING",
     )
     proc = subprocess.Popen([sys.executable, "-m", "web.cli", "web", "--port", str(port)], env=env)
@@ -220,22 +222,26 @@ async def test_workers_end_when_the_main_process_is_killed(service):
             await asyncio.sleep(0.2)
 
 
+async def one_per_worker(url: str, headers: dict, opened: list) -> dict[int, aiohttp.ClientSession]:
+    """A single-connection session on each worker (every session opened goes in
+    `opened`, for the caller to close)."""
+    by_worker: dict[int, aiohttp.ClientSession] = {}
+    for _ in range(40):
+        session, worker = await one_connection(url, headers)
+        opened.append(session)
+        by_worker.setdefault(worker, session)
+        if len(by_worker) == WORKERS:
+            return by_worker
+    raise AssertionError(f"only workers {sorted(by_worker)} took a connection")
+
+
 async def test_failed_logins_are_counted_across_workers(service):
     _, url, _, _ = service
     async with aiohttp.ClientSession(base_url=url) as session:
         headers = {"Authorization": f"Bearer {await login(session, 'trainer')}"}
-    by_worker: dict[int, aiohttp.ClientSession] = {}
-    spare = []
+    opened: list[aiohttp.ClientSession] = []
     try:
-        for _ in range(40):
-            session, worker = await one_connection(url, headers)
-            if worker in by_worker:
-                spare.append(session)
-            else:
-                by_worker[worker] = session
-            if len(by_worker) == WORKERS:
-                break
-        assert sorted(by_worker) == list(range(WORKERS)), "a worker never took a connection"
+        by_worker = await one_per_worker(url, headers, opened)
 
         async def attempt(worker: int, password: str) -> int:
             body = {"username": "trainer", "password": password}
@@ -249,5 +255,76 @@ async def test_failed_logins_are_counted_across_workers(service):
         assert await attempt(1, PASSWORD) == 429
         assert await attempt(0, PASSWORD) == 429
     finally:
-        for session in [*by_worker.values(), *spare]:
+        for session in opened:
+            await session.close()
+
+
+async def until(read, check, seconds: float = 15.0):
+    """`await read()` again until `check(answer)`; the last answer."""
+    deadline = time.monotonic() + seconds
+    while not check(answer := await read()):
+        assert time.monotonic() < deadline, f"still {answer}"
+        await asyncio.sleep(0.1)
+    return answer
+
+
+async def test_every_worker_answers_from_memory_until_a_change_is_stored(service):
+    """Answers are kept for 60 s here: only the notices of stored changes, heard by
+    every worker, can make the workers' answers follow the data."""
+    _, url, topology, amqp_url = service
+    async with aiohttp.ClientSession(base_url=url) as session:
+        headers = {"Authorization": f"Bearer {await login(session, 'trainer')}"}
+    opened: list[aiohttp.ClientSession] = []
+    try:
+        by_worker = await one_per_worker(url, headers, opened)
+
+        async def get(worker: int, path: str) -> dict:
+            async with by_worker[worker].get(path) as resp:
+                assert resp.status == 200
+                return (await resp.json())["data"]
+
+        async def listed(worker: int) -> dict[int, str]:
+            return {m["id"]: m["status"] for m in (await get(worker, "/models/"))["models"]}
+
+        for worker in by_worker:  # each keeps the empty list
+            assert await listed(worker) == {}
+            hits = (await get(worker, "/metrics"))["reads"]["hits"]
+            assert await listed(worker) == {}
+            assert (await get(worker, "/metrics"))["reads"]["hits"] == hits + 1
+
+        # A run created through worker 1 shows on worker 1 at once, on worker 0 soon.
+        write = {**headers, "X-Requested-With": "test"}
+        body = {"algorithm": "dqn", "target_episode": 10}
+        async with by_worker[1].post("/train/", json=body, headers=write) as resp:
+            assert resp.status == 201
+            run_id = (await resp.json())["id"]
+        assert await listed(1) == {run_id: "queued"}
+        await until(lambda: listed(0), lambda runs: runs == {run_id: "queued"})
+
+        # Episodes stored by the event log (worker 0) reach both workers' pages.
+        page = f"/models/{run_id}/train-data/"
+        for worker in by_worker:
+            assert (await get(worker, page))["total"] == 0
+        from kombu import Connection, Exchange, Producer
+
+        with Connection(amqp_url) as conn:
+            producer = Producer(conn.channel(), Exchange(topology.events.name, "topic"))
+            for seq in range(3):
+                event = EpisodeFinished(run_id=run_id, worker=0, seq=seq, reward=seq, length=5)
+                producer.publish(
+                    event.encode(),
+                    routing_key=topology.event_key(run_id, event.type),
+                    content_type="application/json",
+                    delivery_mode=2,
+                )
+        for worker in by_worker:
+            data = await until(lambda w=worker: get(w, page), lambda d: d["total"] == 3)
+            assert [row["episode"] for row in data["train_data"]] == [1, 2, 3]
+
+        # A stop through worker 0 shows on worker 1.
+        async with by_worker[0].post("/stop-train/", json={"model_id": run_id}, headers=write) as r:
+            assert r.status == 200
+        await until(lambda: listed(1), lambda runs: runs == {run_id: "stopped"})
+    finally:
+        for session in opened:
             await session.close()

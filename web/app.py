@@ -25,6 +25,7 @@ from web.eventlog import EventLog
 from web.http import ApiError, Handler, errors_middleware, on_prepare
 from web.inference import PolicyCache
 from web.live import LiveFeed
+from web.readcache import ReadCache
 from web.routes import setup_routes
 from web.supervise import Supervisor
 from web.typedefs import (
@@ -35,6 +36,7 @@ from web.typedefs import (
     LIVE,
     POLICIES,
     PUBLIC_PATHS,
+    READS,
     REPLAYS,
     SESSIONS,
     THROTTLE,
@@ -113,9 +115,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     if app[WORKER] == 0:  # one process stores events and watches heartbeats; all stream
         app[EVENTLOG].on_stored = app[LIVE].stored
         tasks.append(asyncio.create_task(_start_event_log(app[EVENTLOG]), name="event-log"))
-        supervisor = Supervisor(app[DB], app[BROKER], app[TOPOLOGY], app[EVENTLOG], cfg.supervision)
+        supervisor = Supervisor(
+            app[DB], app[BROKER], app[TOPOLOGY], app[EVENTLOG], cfg.supervision, app[LIVE].changed
+        )
         tasks.append(asyncio.create_task(supervisor.run(), name="supervisor"))
-    app[LIVE].start(publish=app[WORKER] == 0)
+    app[LIVE].listeners.append(app[READS].on_events)
+    app[LIVE].start()
     yield
     for task in tasks:
         task.cancel()
@@ -153,6 +158,7 @@ def init_app(config: Config, *, worker: int = 0) -> web.Application:
     app[POLICIES] = PolicyCache()
     app[REPLAYS] = {}
     app[SESSIONS] = SessionCache()
+    app[READS] = ReadCache(config.api.read_cache_seconds)
     app[THROTTLE] = LoginThrottle(config.auth.login_max_failures, config.auth.login_window_seconds)
     app[PUBLIC_PATHS] = setup_routes(app)
     app.cleanup_ctx.append(_resources)

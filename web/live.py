@@ -6,8 +6,10 @@ dashboard's stream may be served by any worker. So the event log hands each stor
 batch to `LiveFeed.stored`, which publishes it on the events exchange under
 `STORED_KEY` (transient, no more than a notice: the database is the record); every web
 process, the storing one included, consumes its own bounded queue of these notices and
-calls its stream listeners. A listener is called only for events already committed, so
-a dashboard that reloads a run on a `status` event reads the new status.
+calls its listeners (the streams, and the read cache of web/readcache.py). A listener
+is called only for events already committed, so a dashboard that reloads a run on a
+`status` event reads the new status. A status a web process stores itself (a new run, a
+stop, a run the supervisor failed) goes out the same way (`LiveFeed.changed`).
 
 A notice is the batch's event bodies as one JSON array: the event log passes on the
 bytes it received, without encoding the events again.
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from pydantic import TypeAdapter, ValidationError
 
 from broker.topology import STORED_KEY
-from schemas.messages import AnyMessage, BadMessage, RunEvent
+from schemas.messages import AnyMessage, BadMessage, RunEvent, StatusChanged
 
 log = logging.getLogger("runt.live")
 
@@ -62,12 +64,10 @@ class LiveFeed:
         # listener misses nothing stored (before, a notice would find no queue).
         self.ready = asyncio.Event()
 
-    def start(self, *, publish: bool) -> None:
-        """Consume this process's notices; with `publish`, also send the ones `stored`
-        is given (the process that runs the event log)."""
+    def start(self) -> None:
+        """Consume this process's notices and send the ones it is given."""
         self._tasks.append(asyncio.create_task(self._consume(), name="live-feed"))
-        if publish:
-            self._tasks.append(asyncio.create_task(self._publish(), name="live-publisher"))
+        self._tasks.append(asyncio.create_task(self._publish(), name="live-publisher"))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -81,6 +81,12 @@ class LiveFeed:
             self._outbox.put_nowait(encode_notice(bodies))
         except asyncio.QueueFull:
             self.counts["notices_dropped"] += 1
+
+    def changed(self, run_id: int, status: str, reason: str | None = None) -> None:
+        """A run status this process stored itself: every process hears it as a `status`
+        event, as it hears those of the actors."""
+        event = StatusChanged(run_id=run_id, status=status, reason=reason, actor="web")
+        self.stored([event.model_dump_json().encode()])
 
     async def _publish(self) -> None:
         while True:

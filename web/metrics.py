@@ -15,7 +15,7 @@ from aiohttp import web
 
 from schemas import api
 from web.http import dump, envelope
-from web.typedefs import BROKER, EVENTLOG, LIVE, TOPOLOGY, WORKER
+from web.typedefs import BROKER, EVENTLOG, LIVE, READS, TOPOLOGY, WORKER
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -24,6 +24,7 @@ async def metrics(request: web.Request) -> web.Response:
         "worker": request.app[WORKER],
         "event_log": dict(request.app[EVENTLOG].counts),
         "live": dict(request.app[LIVE].counts),
+        "reads": request.app[READS].stats(),
         "consumers": dict(broker.counts),
         "dead_letter_queue": await broker.queue_depth(request.app[TOPOLOGY].dead_letters()),
     }

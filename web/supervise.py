@@ -89,13 +89,16 @@ def stale_queued_runs(db: DbSession, older_than: float) -> list[RunSpec]:
 
 
 class Supervisor:
-    def __init__(self, db, broker, topology, eventlog, config: SupervisionConfig, every=1.0):
+    def __init__(
+        self, db, broker, topology, eventlog, config: SupervisionConfig, changed=None, every=1.0
+    ):
         self.db = db
         self.broker = broker
         self.topology = topology
         self.eventlog = eventlog
         self.config = config
         self.every = every
+        self.changed = changed  # LiveFeed.changed: tells every web process of a failed run
         self.connected_since: float | None = None
         self.restarted: dict[int, float] = {}  # run id -> when its start was sent again
 
@@ -125,6 +128,8 @@ class Supervisor:
                 fail_silent_runs, self.config.heartbeat_timeout_seconds
             ):
                 log.error("run %d failed: %s", run_id, reason)
+                if self.changed is not None:
+                    self.changed(run_id, "failed", reason)
                 await self.publish_stop(run_id, reason)
         if settled >= min(self.config.start_retry_seconds, self.config.heartbeat_timeout_seconds):
             await self.restart_queued()

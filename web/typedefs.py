@@ -14,6 +14,7 @@ from web.db import Database
 from web.eventlog import EventLog
 from web.inference import PolicyCache
 from web.live import LiveFeed
+from web.readcache import ReadCache
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ POLICIES = web.AppKey("policies", PolicyCache)
 REPLAYS = web.AppKey("replays", dict)  # (model, version, episodes) -> GIF bytes
 THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 SESSIONS = web.AppKey("sessions", SessionCache)  # recently confirmed sessions
+READS = web.AppKey("reads", ReadCache)  # answers of the busiest reads (web/readcache.py)
 PUBLIC_PATHS = web.AppKey("public_paths", frozenset)
 
 USER = web.RequestKey("user", CurrentUser)  # the session owner of an authenticated request

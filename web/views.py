@@ -28,13 +28,23 @@ from schemas.messages import (
 )
 from web import inference, store
 from web.auth import SESSION_COOKIE, new_token, token_digest, verify_password
-from web.http import ApiError, dump, envelope, parse_body, parse_query, path_id, plain_envelope
+from web.http import (
+    ApiError,
+    dump,
+    envelope,
+    json_body,
+    parse_body,
+    parse_query,
+    path_id,
+    plain_envelope,
+)
 from web.typedefs import (
     BROKER,
     CONFIG,
     DB,
     LIVE,
     POLICIES,
+    READS,
     REPLAYS,
     SESSIONS,
     THROTTLE,
@@ -100,6 +110,13 @@ async def logout(request: web.Request) -> web.Response:
 # ---- runs --------------------------------------------------------------------------------
 
 
+def run_changed(request: web.Request, run_id: int, status: str, reason: str | None = None) -> None:
+    """After storing a run's status here: this process's cached reads go at once, the
+    other processes' (and every live stream) hear it from the notice."""
+    request.app[READS].runs_changed([run_id])
+    request.app[LIVE].changed(run_id, status, reason)
+
+
 async def train(request: web.Request) -> web.Response:
     """Store the run, then ask the agents to start it. The answer does not wait for
     training: the run goes on without the web service."""
@@ -120,6 +137,7 @@ async def train(request: web.Request) -> web.Response:
     if body.resume_from is not None:
         resume, resume_state = await resume_point(request, body, config.hidden, body.policy)
     model = await db.run(store.create_model, current_user(request).id, body, seed, resume)
+    run_changed(request, model.id, model.status)
     topology, broker = request.app[TOPOLOGY], request.app[BROKER]
     try:
         work = topology.agent_work()
@@ -135,6 +153,7 @@ async def train(request: web.Request) -> web.Response:
     except BrokerUnavailable as exc:
         reason = f"the broker was unreachable when the run was submitted ({exc})"
         await db.run(store.mark_failed, model.id, reason)
+        run_changed(request, model.id, "failed", reason)
         raise ApiError(503, "unavailable; the run was not started", field="broker") from None
     data = dump(api.TrainOut, {"id": model.id, "status": model.status})
     return envelope(data, "training run queued", status=201, id=model.id)
@@ -208,6 +227,7 @@ async def stop_train(request: web.Request) -> web.Response:
     status, changed = result
     if not changed:
         raise ApiError(409, f"the run has already ended ({status})", field="model_id")
+    run_changed(request, body.model_id, status)
     return envelope(dump(api.TrainOut, {"id": body.model_id, "status": status}), "stop requested")
 
 
@@ -222,13 +242,13 @@ def _page_size(request: web.Request, query: api.PageQuery) -> int:
 async def list_models(request: web.Request) -> web.Response:
     query = parse_query(request, api.ModelsQuery)
     size = _page_size(request, query)
+    owner, reads = current_user(request).id, request.app[READS]
+    key = ("models", owner, query.page, size, query.status, query.algorithm)
+    if (body := reads.get(key)) is not None:
+        return json_body(body)
+    epoch = reads.epoch
     page, models = await request.app[DB].read(
-        store.list_models,
-        current_user(request).id,
-        query.page,
-        size,
-        query.status,
-        query.algorithm,
+        store.list_models, owner, query.page, size, query.status, query.algorithm
     )
     data = {
         "total": page.total,
@@ -237,7 +257,9 @@ async def list_models(request: web.Request) -> web.Response:
         "total_pages": page.total_pages,
         "models": models,
     }
-    return plain_envelope(data)
+    body = plain_envelope(data)
+    reads.put(key, body, epoch)
+    return json_body(body)
 
 
 async def model_detail(request: web.Request) -> web.Response:
@@ -252,9 +274,12 @@ async def train_data(request: web.Request) -> web.Response:
     model_id = path_id(request)
     query = parse_query(request, api.PageQuery)
     size = _page_size(request, query)
-    result = await request.app[DB].read(
-        store.train_data_page, current_user(request).id, model_id, query.page, size
-    )
+    owner, reads = current_user(request).id, request.app[READS]
+    key = ("train", owner, model_id, query.page, size)
+    if (body := reads.get(key)) is not None:
+        return json_body(body)
+    epoch = reads.epoch
+    result = await request.app[DB].read(store.train_data_page, owner, model_id, query.page, size)
     if result is None:
         raise ApiError(404, "no such model", field="model_id")
     algorithm, page, rows = result
@@ -267,7 +292,9 @@ async def train_data(request: web.Request) -> web.Response:
         "total_pages": page.total_pages,
         "train_data": rows,
     }
-    return plain_envelope(data)
+    body = plain_envelope(data)
+    reads.put(key, body, epoch)
+    return json_body(body)
 
 
 async def model_events(request: web.Request) -> web.StreamResponse:

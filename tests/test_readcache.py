@@ -1,0 +1,103 @@
+"""The per-process cache of runs lists and train-data pages (web/readcache.py): what it
+keeps, when it lets go, and that through the API an answer never outlives a change made
+by the same process nor crosses to another user. Across processes: tests/test_web_workers.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+from schemas.messages import EpisodeFinished, MetricsReported, StatusChanged
+from tests.conftest import Api
+from tests.test_api_models import create
+from web.readcache import ReadCache
+from web.typedefs import LIVE, READS
+
+PAGE = ("train", 1, 7, 1, 100)  # user 1, run 7, page 1 of 100
+OTHER_PAGE = ("train", 1, 8, 1, 100)
+LIST = ("models", 1, 1, 20, None, None)
+
+
+def test_an_answer_is_kept_for_the_set_time_only():
+    cache = ReadCache(seconds=1.0)
+    cache.put(PAGE, b"page", cache.epoch, now=100.0)
+    assert cache.get(PAGE, now=100.9) == b"page"
+    assert cache.get(PAGE, now=101.0) is None
+    assert cache.stats() == {"entries": 0, "hits": 1, "misses": 1}
+
+
+def test_a_stored_change_of_a_run_drops_its_pages_and_every_list():
+    cache = ReadCache(seconds=60)
+    for key in (PAGE, OTHER_PAGE, LIST, ("models", 2, 1, 20, "running", None)):
+        cache.put(key, b"x", cache.epoch)
+    cache.on_events([EpisodeFinished(run_id=7, worker=0, seq=0, reward=1.0, length=3)])
+    assert cache.get(PAGE) is None
+    assert cache.get(LIST) is None and cache.get(("models", 2, 1, 20, "running", None)) is None
+    assert cache.get(OTHER_PAGE) == b"x"  # another run's page stays
+
+
+def test_events_that_change_no_answer_drop_nothing():
+    cache = ReadCache(seconds=60)
+    cache.put(PAGE, b"x", cache.epoch)
+    cache.on_events([MetricsReported(run_id=7, values={"losses/td_loss": 0.5})])
+    assert cache.get(PAGE) == b"x"
+    cache.on_events([StatusChanged(run_id=7, status="completed")])
+    assert cache.get(PAGE) is None
+
+
+def test_an_answer_read_while_something_changed_is_not_kept():
+    cache = ReadCache(seconds=60)
+    epoch = cache.epoch  # a request starts reading the database ...
+    cache.runs_changed([7])  # ... a change of run 7 is stored meanwhile
+    cache.put(PAGE, b"older", epoch)  # what the request read may predate the change
+    assert cache.get(PAGE) is None
+
+
+def test_zero_seconds_keeps_nothing_and_the_size_is_bounded():
+    off = ReadCache(seconds=0)
+    off.put(PAGE, b"x", off.epoch)
+    assert off.get(PAGE) is None
+    small = ReadCache(seconds=60, max_entries=2)
+    for run in (1, 2, 3):
+        small.put(("train", 1, run, 1, 100), b"x", small.epoch)
+    assert small.stats()["entries"] == 2
+    assert small.get(("train", 1, 1, 1, 100)) is None  # the oldest went first
+
+
+async def heard(app, notices: int) -> None:
+    """Wait until the process has heard `notices` notices (its own included)."""
+    for _ in range(500):
+        if app[LIVE].counts["notices"] >= notices:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"heard {app[LIVE].counts['notices']} notices, not {notices}")
+
+
+async def test_a_kept_answer_is_served_again_and_follows_this_process_writes(alice: Api, client):
+    reads = client.server.app[READS]
+    first = await create(alice)
+    await heard(client.server.app, 1)  # the run's creation, heard back: nothing drops it now
+    _, listing = await alice.get("/models/")
+    hits = reads.hits
+    _, again = await alice.get("/models/")
+    assert again == listing and reads.hits == hits + 1  # served from memory
+
+    second = await create(alice)  # a new run: the list shows it at once
+    _, listing = await alice.get("/models/")
+    assert [m["id"] for m in listing["data"]["models"]] == [second, first]
+    status, _ = await alice.post("/stop-train/", json={"model_id": first})
+    assert status == 200
+    _, listing = await alice.get("/models/")
+    assert {m["id"]: m["status"] for m in listing["data"]["models"]}[first] == "stopped"
+
+
+async def test_a_kept_answer_is_never_served_to_another_user(alice: Api, bob: Api):
+    alices = await create(alice)
+    for _ in range(2):  # the second answer comes from memory
+        status, _ = await alice.get(f"/models/{alices}/train-data/")
+        assert status == 200
+        _, listing = await alice.get("/models/")
+        assert listing["data"]["total"] == 1
+    status, body = await bob.get(f"/models/{alices}/train-data/")
+    assert status == 404 and body["message"] == "model_id: no such model"
+    _, listing = await bob.get("/models/")
+    assert listing["data"]["total"] == 0
