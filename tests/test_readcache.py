@@ -22,7 +22,7 @@ def test_an_answer_is_kept_for_the_set_time_only():
     cache.put(PAGE, b"page", cache.epoch, now=100.0)
     assert cache.get(PAGE, now=100.9) == b"page"
     assert cache.get(PAGE, now=101.0) is None
-    assert cache.stats() == {"entries": 0, "hits": 1, "misses": 1}
+    assert cache.stats() == {"entries": 0, "hits": 1, "joined": 0, "misses": 0}
 
 
 def test_a_stored_change_of_a_run_drops_its_pages_and_every_list():
@@ -61,6 +61,62 @@ def test_zero_seconds_keeps_nothing_and_the_size_is_bounded():
         small.put(("train", 1, run, 1, 100), b"x", small.epoch)
     assert small.stats()["entries"] == 2
     assert small.get(("train", 1, 1, 1, 100)) is None  # the oldest went first
+
+
+class Reads:
+    """A stand-in database read that waits until told to answer, and counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+        self.go = asyncio.Event()
+
+    async def __call__(self) -> bytes:
+        self.calls += 1
+        number = self.calls
+        await self.go.wait()
+        return f"answer {number}".encode()
+
+
+async def test_requests_that_miss_together_share_one_read():
+    cache, read = ReadCache(seconds=60), Reads()
+    first = asyncio.ensure_future(cache.fetch(PAGE, read))
+    second = asyncio.ensure_future(cache.fetch(PAGE, read))
+    await asyncio.sleep(0)
+    read.go.set()
+    assert await first == await second == b"answer 1"
+    assert read.calls == 1 and await cache.fetch(PAGE, read) == b"answer 1"
+    assert cache.stats() == {"entries": 1, "hits": 1, "joined": 1, "misses": 1}
+
+
+async def test_a_request_after_a_change_does_not_join_an_older_read():
+    cache, read = ReadCache(seconds=60), Reads()
+    before = asyncio.ensure_future(cache.fetch(PAGE, read))
+    await asyncio.sleep(0)
+    cache.runs_changed([7])  # stored while the first read runs
+    after = asyncio.ensure_future(cache.fetch(PAGE, read))
+    await asyncio.sleep(0)
+    read.go.set()
+    assert (await before, await after) == (b"answer 1", b"answer 2")
+    assert await cache.fetch(PAGE, read) == b"answer 2"  # only the newer one was kept
+
+
+async def test_a_shared_read_outlives_a_request_that_went_away_and_errors_reach_all():
+    cache, read = ReadCache(seconds=60), Reads()
+    leaving = asyncio.ensure_future(cache.fetch(PAGE, read))
+    staying = asyncio.ensure_future(cache.fetch(PAGE, read))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    read.go.set()
+    assert await staying == b"answer 1"
+
+    async def failing() -> bytes:
+        await asyncio.sleep(0)
+        raise LookupError("no such model")
+
+    both = [asyncio.ensure_future(cache.fetch(OTHER_PAGE, failing)) for _ in range(2)]
+    for outcome in await asyncio.gather(*both, return_exceptions=True):
+        assert isinstance(outcome, LookupError)
+    assert cache.get(OTHER_PAGE) is None  # an error is not kept
 
 
 async def heard(app, notices: int) -> None:

@@ -16,12 +16,18 @@ lost while the broker restarts leaves an answer stale until that bound). A read 
 overlaps an invalidation is not kept (`epoch`), so a change that lands while a request
 reads the database cannot be hidden by that request's older answer. 0 seconds turns it
 off.
+
+Requests that miss together share one read (`fetch`): after a change, the tens of
+requests in flight for the same page would otherwise all read it. A request joins a
+read only if it began after the last invalidation, so it never gets an answer older
+than a change it could have seen.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 
 MAX_ENTRIES = 4096
 CHANGES_ANSWERS = frozenset({"episode", "episodes", "status"})  # event types
@@ -35,12 +41,42 @@ class ReadCache:
         # model id, ...). Insertion order is age order, for eviction.
         self._entries: dict[tuple, tuple[float, bytes]] = {}
         self.epoch = 0  # moves on every invalidation
-        self.hits = 0
-        self.misses = 0
+        self._reading: dict[tuple, tuple[int, asyncio.Task[bytes]]] = {}  # key -> (epoch, read)
+        self.hits = 0  # answered from memory
+        self.joined = 0  # answered by a read another request had begun
+        self.misses = 0  # read from the database
 
     @property
     def enabled(self) -> bool:
         return self.seconds > 0
+
+    async def fetch(self, key: tuple[Hashable, ...], read: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The kept answer for `key`, or the one `read()` gives (shared by the requests
+        that miss while it runs; an error it raises reaches each of them)."""
+        if not self.enabled:
+            self.misses += 1
+            return await read()
+        if (body := self.get(key)) is not None:
+            return body
+        pending = self._reading.get(key)
+        if pending is not None and pending[0] == self.epoch:
+            self.joined += 1
+        else:
+            self.misses += 1
+            task = asyncio.ensure_future(self._read(key, read, self.epoch))
+            task.add_done_callback(_retrieved)
+            self._reading[key] = pending = (self.epoch, task)
+        # A request that goes away (its client hung up) leaves the read to the others.
+        return await asyncio.shield(pending[1])
+
+    async def _read(self, key: tuple, read: Callable[[], Awaitable[bytes]], epoch: int) -> bytes:
+        try:
+            body = await read()
+            self.put(key, body, epoch)
+            return body
+        finally:
+            if self._reading.get(key, (0, None))[1] is asyncio.current_task():
+                del self._reading[key]
 
     def get(self, key: tuple[Hashable, ...], now: float | None = None) -> bytes | None:
         entry = self._entries.get(key)
@@ -49,7 +85,6 @@ class ReadCache:
                 self.hits += 1
                 return entry[1]
             del self._entries[key]
-        self.misses += 1
         return None
 
     def put(
@@ -83,4 +118,15 @@ class ReadCache:
         self.runs_changed(event.run_id for event in events if event.type in CHANGES_ANSWERS)
 
     def stats(self) -> dict[str, int]:
-        return {"entries": len(self._entries), "hits": self.hits, "misses": self.misses}
+        return {
+            "entries": len(self._entries),
+            "hits": self.hits,
+            "joined": self.joined,
+            "misses": self.misses,
+        }
+
+
+def _retrieved(task: asyncio.Task) -> None:
+    """Mark a read's error seen: every request that awaited it may have gone away."""
+    if not task.cancelled():
+        task.exception()

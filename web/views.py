@@ -242,24 +242,23 @@ def _page_size(request: web.Request, query: api.PageQuery) -> int:
 async def list_models(request: web.Request) -> web.Response:
     query = parse_query(request, api.ModelsQuery)
     size = _page_size(request, query)
-    owner, reads = current_user(request).id, request.app[READS]
+    owner = current_user(request).id
+
+    async def read() -> bytes:
+        page, models = await request.app[DB].read(
+            store.list_models, owner, query.page, size, query.status, query.algorithm
+        )
+        data = {
+            "total": page.total,
+            "page": page.page,
+            "page_size": page.page_size,
+            "total_pages": page.total_pages,
+            "models": models,
+        }
+        return plain_envelope(data)
+
     key = ("models", owner, query.page, size, query.status, query.algorithm)
-    if (body := reads.get(key)) is not None:
-        return json_body(body)
-    epoch = reads.epoch
-    page, models = await request.app[DB].read(
-        store.list_models, owner, query.page, size, query.status, query.algorithm
-    )
-    data = {
-        "total": page.total,
-        "page": page.page,
-        "page_size": page.page_size,
-        "total_pages": page.total_pages,
-        "models": models,
-    }
-    body = plain_envelope(data)
-    reads.put(key, body, epoch)
-    return json_body(body)
+    return json_body(await request.app[READS].fetch(key, read))
 
 
 async def model_detail(request: web.Request) -> web.Response:
@@ -274,27 +273,28 @@ async def train_data(request: web.Request) -> web.Response:
     model_id = path_id(request)
     query = parse_query(request, api.PageQuery)
     size = _page_size(request, query)
-    owner, reads = current_user(request).id, request.app[READS]
+    owner = current_user(request).id
+
+    async def read() -> bytes:
+        result = await request.app[DB].read(
+            store.train_data_page, owner, model_id, query.page, size
+        )
+        if result is None:
+            raise ApiError(404, "no such model", field="model_id")
+        algorithm, page, rows = result
+        data = {
+            "model_id": model_id,
+            "model_algorithm": algorithm,
+            "total": page.total,
+            "page": page.page,
+            "page_size": page.page_size,
+            "total_pages": page.total_pages,
+            "train_data": rows,
+        }
+        return plain_envelope(data)
+
     key = ("train", owner, model_id, query.page, size)
-    if (body := reads.get(key)) is not None:
-        return json_body(body)
-    epoch = reads.epoch
-    result = await request.app[DB].read(store.train_data_page, owner, model_id, query.page, size)
-    if result is None:
-        raise ApiError(404, "no such model", field="model_id")
-    algorithm, page, rows = result
-    data = {
-        "model_id": model_id,
-        "model_algorithm": algorithm,
-        "total": page.total,
-        "page": page.page,
-        "page_size": page.page_size,
-        "total_pages": page.total_pages,
-        "train_data": rows,
-    }
-    body = plain_envelope(data)
-    reads.put(key, body, epoch)
-    return json_body(body)
+    return json_body(await request.app[READS].fetch(key, read))
 
 
 async def model_events(request: web.Request) -> web.StreamResponse:
