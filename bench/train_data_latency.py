@@ -246,7 +246,8 @@ async def run_http(args: argparse.Namespace, url: str, model_id: int) -> dict[st
             "broker": {"url": "memory://"},
             "secret_key": "x" * 32,
             "log_level": "WARNING",
-            "api": {"max_page_size": max(500, args.page_size)},
+            # The database's page, not a kept answer: the same page is asked 1,000 times.
+            "api": {"max_page_size": max(500, args.page_size), "read_cache_seconds": 0},
         }
     )
     runner = web.AppRunner(init_app(cfg), access_log=None)
