@@ -72,8 +72,11 @@ DEFAULT_SERVER = "mysql+pymysql://root@127.0.0.1:3306/"
 USERNAME, PASSWORD = "bench", "bench-password"
 TARGET_P99_MS = 20.0
 CHUNK = 10_000
-COLUMNS = "model_id, episode, reward, smoothed_reward, length, worker, worker_seq, create_time"
-INSERT_SQL = f"INSERT INTO training_data ({COLUMNS}) VALUES ({', '.join(['%s'] * 8)})"
+COLUMNS = (
+    "model_id, episode, reward, smoothed_reward, length, worker, worker_incarnation, "
+    "worker_seq, create_time"
+)
+INSERT_SQL = f"INSERT INTO training_data ({COLUMNS}) VALUES ({', '.join(['%s'] * 9)})"
 COUNT_SQL = "SELECT COUNT(*) FROM training_data WHERE model_id = :m"
 NAIVE_SQL = (
     "SELECT id, model_id, episode, reward, smoothed_reward, length, worker, worker_seq, "
@@ -152,6 +155,7 @@ def episode_rows(model_id: int, rows: int, seed: int) -> list[tuple[Any, ...]]:
                 ema,
                 length,
                 worker,
+                0,  # the worker's first incarnation
                 episode // 4,
                 start + timedelta(seconds=episode * 2),
             )
