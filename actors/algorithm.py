@@ -199,13 +199,20 @@ class TransitionCollector:
             ]
             self.frame = dict(zip(Transition._fields, self.columns, strict=True))
             self.columns[-1].fill(1)  # horizons: one-step transitions leave them at 1
+        obs, action, reward, next_obs, terminated, horizon = transition
         start = self.filled
-        self.filled = stop = start + len(transition.reward)
-        for column, value in zip(self.columns, transition, strict=True):
-            if value is not self.ones:  # the horizons the column was filled with
-                column[start:stop] = value
+        self.filled = stop = start + len(reward)
+        rows = slice(start, stop)
+        columns = self.columns  # unrolled: a loop over the fields cost a microsecond a step
+        columns[0][rows] = obs
+        columns[1][rows] = action
+        columns[2][rows] = reward
+        columns[3][rows] = next_obs
+        columns[4][rows] = terminated
+        if horizon is not self.ones:  # else the horizons the column was filled with
+            columns[5][rows] = horizon
         arrays = None
-        if self.filled >= self.batch:  # a fresh frame next: this one is shipped
+        if stop >= self.batch:  # a fresh frame next: this one is shipped
             arrays = self.flush()
         return Collected(arrays, episodes, self.vector.num_envs)
 

@@ -119,7 +119,8 @@ class VectorCollector:
         self.obs, _ = envs.reset(seed=seed)
         self.episode_reward = np.zeros(self.num_envs, dtype=np.float64)
         self.steps = 0  # steps of the vector env; lengths are counted from where episodes began
-        self.episode_start = np.zeros(self.num_envs, dtype=np.int64)
+        # a list: read and reset one sub-environment at a time, when its episode ends
+        self.episode_start = [0] * self.num_envs
         # One-step transitions all have horizon 1: one read-only array serves every step
         # (consumers copy rows out of a transition, never write into it).
         self.horizon = np.ones(self.num_envs, dtype=np.int32)
@@ -136,8 +137,8 @@ class VectorCollector:
         finished: list[Episode] = []
         real_next_obs = next_obs  # a fresh array every step (the vector env copies)
         if ended is not None:
-            which = np.flatnonzero(ended)
-            if len(which):
+            which = np.asarray(ended).nonzero()[0].tolist()
+            if which:
                 real_next_obs = next_obs.copy()
                 finished = self._finish(real_next_obs, which, infos["final_obs"])
         transition = Transition(
@@ -151,20 +152,19 @@ class VectorCollector:
         self.obs = next_obs
         return transition, finished
 
-    def _finish(self, next_obs: np.ndarray, which: np.ndarray, final_obs) -> list[Episode]:
+    def _finish(self, next_obs: np.ndarray, which: list[int], final_obs) -> list[Episode]:
         """The episodes that ended in sub-environments `which`: their final observations
         go into `next_obs`, their returns and lengths are reported and counted from zero
-        again."""
-        for i in which.tolist():
+        again. One sub-environment at a time: a step ends one or two episodes, for which
+        NumPy's fancy indexing cost more than it saved."""
+        returns, starts, steps = self.episode_reward, self.episode_start, self.steps
+        finished = []
+        for i in which:
             next_obs[i] = final_obs[i]
-        rewards = self.episode_reward[which].tolist()
-        lengths = (self.steps - self.episode_start[which]).tolist()
-        self.episode_reward[which] = 0.0
-        self.episode_start[which] = self.steps
-        return [
-            Episode(i, reward, length)
-            for i, reward, length in zip(which.tolist(), rewards, lengths, strict=True)
-        ]
+            finished.append(Episode(i, returns.item(i), steps - starts[i]))
+            returns[i] = 0.0
+            starts[i] = steps
+        return finished
 
     def close(self) -> None:
         self.envs.close()

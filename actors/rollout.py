@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 from actors.algorithm import EXPERIENCE_BATCH, EnvShape
-from actors.base import Actor, Every
+from actors.base import Actor
 from actors.envs import Episode, VectorCollector, make_vector_env
 from broker.background import BackgroundPublisher
 from broker.codec import bytes_to_state, decode_frame, encode_frame
@@ -90,14 +90,17 @@ class RolloutWorker(Actor):
             self.config, self.policy, vector, self.worker, self.rng
         )
         self.env_steps = 0
+        self.num_workers = self.config.num_workers
         self.steps_on_version = 0
         self.shipped_version = -1  # on-policy: the version of the last segment sent
         self.shipped_epoch = 0  # ... and the trainer incarnation of that version
         self.pending_version = 0  # the version of the last step collected
         self.seq = 0
         self.finished: list[dict] = []  # EpisodeRecord fields, not yet reported
-        self.episodes_due = Every(EPISODES_EVERY_S)
-        self.poll_due = Every(POLL_EVERY_S)
+        # When the next report and the next broker poll are due (time.monotonic()): one
+        # clock read a step serves both.
+        self.report_at = time.monotonic() + EPISODES_EVERY_S
+        self.poll_at = time.monotonic() + POLL_EVERY_S
         self.paused_at: float | None = None
         self.extra_warmup = 0.0
         self.warmup_steps = (
@@ -157,10 +160,12 @@ class RolloutWorker(Actor):
             self.end_long_pause()
             return
         self.paused_at = None
-        if self.poll_due():
+        now = time.monotonic()
+        if now >= self.poll_at:
+            self.poll_at = now + POLL_EVERY_S
             self.bus.poll(0)
         # The run's steps, approximately (a resumed run continues its exploration schedule).
-        run_steps = self.env_steps * self.config.num_workers + self.resumed_steps
+        run_steps = self.env_steps * self.num_workers + self.resumed_steps
         version = self.policy_version  # what acted, even if new weights arrive meanwhile
         self.pending_version = version
         arrays, episodes, env_steps = self.collector.collect(run_steps)
@@ -168,7 +173,10 @@ class RolloutWorker(Actor):
         self.steps_on_version += env_steps
         if episodes:
             self.record(episodes, version)
-        if len(self.finished) >= EPISODES_PER_EVENT or self.episodes_due():
+        if now >= self.report_at:
+            self.report_at = now + EPISODES_EVERY_S
+            self.report_episodes()
+        elif len(self.finished) >= EPISODES_PER_EVENT:
             self.report_episodes()
         if arrays is not None:
             self.ship(arrays, version)
@@ -192,17 +200,19 @@ class RolloutWorker(Actor):
     def record(self, episodes: list[Episode], version: int) -> None:
         """Number the finished episodes. Kept as the fields of an `EpisodeRecord`, which
         `EpisodesFinished` validates in one go (a record object each cost twice as much)."""
-        for episode in episodes:
-            self.finished.append(
+        finished, seq, env_steps = self.finished, self.seq, self.env_steps
+        for _, reward, length in episodes:
+            finished.append(
                 {
-                    "seq": self.seq,
-                    "reward": episode.reward,
-                    "length": episode.length,
-                    "env_steps": self.env_steps,
+                    "seq": seq,
+                    "reward": reward,
+                    "length": length,
+                    "env_steps": env_steps,
                     "policy_version": version,
                 }
             )
-            self.seq += 1
+            seq += 1
+        self.seq = seq
 
     def ship_pending(self) -> None:
         """Replay path: the transitions of a frame not yet full, before the worker
