@@ -296,8 +296,8 @@ def web_cpu_seconds(web_pid: int) -> float:
 
 async def read_cache_counts(base: str, headers, workers: int) -> tuple[int, int]:
     """(answers from memory or a shared read, database reads) of the web workers' read
-    caches (web/readcache.py), summed: each
-    worker reports its own on /metrics, so connections are opened until all answered."""
+    caches (web/readcache.py), summed: each worker reports its own on /metrics, so
+    connections are opened until all answered."""
     seen: dict[int, tuple[int, int]] = {}
     for _ in range(20 * workers):
         connector = aiohttp.TCPConnector(limit=1, force_close=True)

@@ -402,7 +402,8 @@ class MetricsOut(BaseModel):
     )
     reads: dict[str, int] = Field(
         description="this worker's cache of runs lists and train-data pages "
-        "(api.read_cache_seconds): entries, hits, misses"
+        "(api.read_cache_seconds): entries, hits, joined (answered by a read another "
+        "request had begun), misses (database reads)"
     )
     dead_letter_queue: int | None = Field(
         description="messages waiting in the dead-letter queue, from any consumer; "

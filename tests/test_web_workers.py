@@ -105,11 +105,32 @@ async def service(mysql_server, amqp_url):
         drop_mysql_database(mysql_server, name)
 
 
+async def auth_headers(url: str) -> dict[str, str]:
+    async with aiohttp.ClientSession(base_url=url) as session:
+        return {"Authorization": f"Bearer {await login(session, 'trainer')}"}
+
+
+def publish_episodes(amqp_url: str, topology: Topology, run_id: int, copies: int = 1) -> None:
+    """Episodes 0..2 of worker 0, as a rollout worker reports them, each `copies` times."""
+    from kombu import Connection, Exchange, Producer
+
+    with Connection(amqp_url) as conn:
+        producer = Producer(conn.channel(), Exchange(topology.events.name, "topic"))
+        for seq in range(3):
+            event = EpisodeFinished(run_id=run_id, worker=0, seq=seq, reward=seq, length=5)
+            for _ in range(copies):
+                producer.publish(
+                    event.encode(),
+                    routing_key=topology.event_key(run_id, event.type),
+                    content_type="application/json",
+                    delivery_mode=2,
+                )
+
+
 async def every_worker_answers(url: str, deadline: float) -> None:
     """Wait until each worker listens: the port opens with the first one, and the kernel
     gives new connections only to the workers listening already."""
-    async with aiohttp.ClientSession(base_url=url) as session:
-        headers = {"Authorization": f"Bearer {await login(session, 'trainer')}"}
+    headers = await auth_headers(url)
     seen: set[int] = set()
     while seen != set(range(WORKERS)):
         assert time.monotonic() < deadline, f"only workers {sorted(seen)} answered within 60 s"
@@ -131,8 +152,8 @@ async def one_connection(url: str, headers: dict) -> tuple[aiohttp.ClientSession
 
 async def test_every_worker_streams_every_stored_event_once(service):
     _, url, topology, amqp_url = service
+    headers = await auth_headers(url)
     async with aiohttp.ClientSession(base_url=url) as session:
-        headers = {"Authorization": f"Bearer {await login(session, 'trainer')}"}
         async with session.post(
             "/train/",
             json={"algorithm": "dqn", "target_episode": 10},
@@ -156,19 +177,7 @@ async def test_every_worker_streams_every_stored_event_once(service):
                 break
         assert sorted(streams) == list(range(WORKERS)), "a worker never took a connection"
 
-        from kombu import Connection, Exchange, Producer
-
-        with Connection(amqp_url) as conn:
-            producer = Producer(conn.channel(), Exchange(topology.events.name, "topic"))
-            for seq in range(3):
-                event = EpisodeFinished(run_id=run_id, worker=0, seq=seq, reward=seq, length=5)
-                for _ in range(2):  # delivered twice: stored once
-                    producer.publish(
-                        event.encode(),
-                        routing_key=topology.event_key(run_id, event.type),
-                        content_type="application/json",
-                        delivery_mode=2,
-                    )
+        publish_episodes(amqp_url, topology, run_id, copies=2)  # delivered twice: stored once
         for worker, responses in streams.items():
             for resp in responses:
                 # A stream shows what each stored batch held; a redelivered copy may
@@ -222,41 +231,39 @@ async def test_workers_end_when_the_main_process_is_killed(service):
             await asyncio.sleep(0.2)
 
 
-async def one_per_worker(url: str, headers: dict, opened: list) -> dict[int, aiohttp.ClientSession]:
-    """A single-connection session on each worker (every session opened goes in
-    `opened`, for the caller to close)."""
+@pytest.fixture
+async def per_worker(service):
+    """A logged-in single-connection session on each worker: {worker: session}."""
+    url = service[1]
+    headers = await auth_headers(url)
     by_worker: dict[int, aiohttp.ClientSession] = {}
-    for _ in range(40):
-        session, worker = await one_connection(url, headers)
-        opened.append(session)
-        by_worker.setdefault(worker, session)
-        if len(by_worker) == WORKERS:
-            return by_worker
-    raise AssertionError(f"only workers {sorted(by_worker)} took a connection")
-
-
-async def test_failed_logins_are_counted_across_workers(service):
-    _, url, _, _ = service
-    async with aiohttp.ClientSession(base_url=url) as session:
-        headers = {"Authorization": f"Bearer {await login(session, 'trainer')}"}
     opened: list[aiohttp.ClientSession] = []
     try:
-        by_worker = await one_per_worker(url, headers, opened)
-
-        async def attempt(worker: int, password: str) -> int:
-            body = {"username": "trainer", "password": password}
-            async with by_worker[worker].post("/login/", json=body) as resp:
-                return resp.status
-
-        # The default allows 5 failures per window: 3 through one worker, 2 through the
-        # other, and then the right password is refused by either.
-        for worker in (0, 0, 0, 1, 1):
-            assert await attempt(worker, "wrong-password") == 401
-        assert await attempt(1, PASSWORD) == 429
-        assert await attempt(0, PASSWORD) == 429
+        for _ in range(40):
+            session, worker = await one_connection(url, headers)
+            opened.append(session)
+            by_worker.setdefault(worker, session)
+            if len(by_worker) == WORKERS:
+                break
+        assert len(by_worker) == WORKERS, f"only workers {sorted(by_worker)} took a connection"
+        yield by_worker
     finally:
         for session in opened:
             await session.close()
+
+
+async def test_failed_logins_are_counted_across_workers(per_worker):
+    async def attempt(worker: int, password: str) -> int:
+        body = {"username": "trainer", "password": password}
+        async with per_worker[worker].post("/login/", json=body) as resp:
+            return resp.status
+
+    # The default allows 5 failures per window: 3 through one worker, 2 through the
+    # other, and then the right password is refused by either.
+    for worker in (0, 0, 0, 1, 1):
+        assert await attempt(worker, "wrong-password") == 401
+    assert await attempt(1, PASSWORD) == 429
+    assert await attempt(0, PASSWORD) == 429
 
 
 async def until(read, check, seconds: float = 15.0):
@@ -268,63 +275,44 @@ async def until(read, check, seconds: float = 15.0):
     return answer
 
 
-async def test_every_worker_answers_from_memory_until_a_change_is_stored(service):
+async def test_every_worker_answers_from_memory_until_a_change_is_stored(service, per_worker):
     """Answers are kept for 60 s here: only the notices of stored changes, heard by
     every worker, can make the workers' answers follow the data."""
-    _, url, topology, amqp_url = service
-    async with aiohttp.ClientSession(base_url=url) as session:
-        headers = {"Authorization": f"Bearer {await login(session, 'trainer')}"}
-    opened: list[aiohttp.ClientSession] = []
-    try:
-        by_worker = await one_per_worker(url, headers, opened)
+    _, _, topology, amqp_url = service
 
-        async def get(worker: int, path: str) -> dict:
-            async with by_worker[worker].get(path) as resp:
-                assert resp.status == 200
-                return (await resp.json())["data"]
+    async def get(worker: int, path: str) -> dict:
+        async with per_worker[worker].get(path) as resp:
+            assert resp.status == 200
+            return (await resp.json())["data"]
 
-        async def listed(worker: int) -> dict[int, str]:
-            return {m["id"]: m["status"] for m in (await get(worker, "/models/"))["models"]}
+    async def listed(worker: int) -> dict[int, str]:
+        return {m["id"]: m["status"] for m in (await get(worker, "/models/"))["models"]}
 
-        for worker in by_worker:  # each keeps the empty list
-            assert await listed(worker) == {}
-            hits = (await get(worker, "/metrics"))["reads"]["hits"]
-            assert await listed(worker) == {}
-            assert (await get(worker, "/metrics"))["reads"]["hits"] == hits + 1
+    for worker in per_worker:  # each keeps the empty list
+        assert await listed(worker) == {}
+        hits = (await get(worker, "/metrics"))["reads"]["hits"]
+        assert await listed(worker) == {}
+        assert (await get(worker, "/metrics"))["reads"]["hits"] == hits + 1
 
-        # A run created through worker 1 shows on worker 1 at once, on worker 0 soon.
-        write = {**headers, "X-Requested-With": "test"}
-        body = {"algorithm": "dqn", "target_episode": 10}
-        async with by_worker[1].post("/train/", json=body, headers=write) as resp:
-            assert resp.status == 201
-            run_id = (await resp.json())["id"]
-        assert await listed(1) == {run_id: "queued"}
-        await until(lambda: listed(0), lambda runs: runs == {run_id: "queued"})
+    # A run created through worker 1 shows on worker 1 at once, on worker 0 soon.
+    write = {"X-Requested-With": "test"}
+    body = {"algorithm": "dqn", "target_episode": 10}
+    async with per_worker[1].post("/train/", json=body, headers=write) as resp:
+        assert resp.status == 201
+        run_id = (await resp.json())["id"]
+    assert await listed(1) == {run_id: "queued"}
+    await until(lambda: listed(0), lambda runs: runs == {run_id: "queued"})
 
-        # Episodes stored by the event log (worker 0) reach both workers' pages.
-        page = f"/models/{run_id}/train-data/"
-        for worker in by_worker:
-            assert (await get(worker, page))["total"] == 0
-        from kombu import Connection, Exchange, Producer
+    # Episodes stored by the event log (worker 0) reach both workers' pages.
+    page = f"/models/{run_id}/train-data/"
+    for worker in per_worker:
+        assert (await get(worker, page))["total"] == 0
+    publish_episodes(amqp_url, topology, run_id)
+    for worker in per_worker:
+        data = await until(lambda w=worker: get(w, page), lambda d: d["total"] == 3)
+        assert [row["episode"] for row in data["train_data"]] == [1, 2, 3]
 
-        with Connection(amqp_url) as conn:
-            producer = Producer(conn.channel(), Exchange(topology.events.name, "topic"))
-            for seq in range(3):
-                event = EpisodeFinished(run_id=run_id, worker=0, seq=seq, reward=seq, length=5)
-                producer.publish(
-                    event.encode(),
-                    routing_key=topology.event_key(run_id, event.type),
-                    content_type="application/json",
-                    delivery_mode=2,
-                )
-        for worker in by_worker:
-            data = await until(lambda w=worker: get(w, page), lambda d: d["total"] == 3)
-            assert [row["episode"] for row in data["train_data"]] == [1, 2, 3]
-
-        # A stop through worker 0 shows on worker 1.
-        async with by_worker[0].post("/stop-train/", json={"model_id": run_id}, headers=write) as r:
-            assert r.status == 200
-        await until(lambda: listed(1), lambda runs: runs == {run_id: "stopped"})
-    finally:
-        for session in opened:
-            await session.close()
+    # A stop through worker 0 shows on worker 1.
+    async with per_worker[0].post("/stop-train/", json={"model_id": run_id}, headers=write) as r:
+        assert r.status == 200
+    await until(lambda: listed(1), lambda runs: runs == {run_id: "stopped"})

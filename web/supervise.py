@@ -90,7 +90,7 @@ def stale_queued_runs(db: DbSession, older_than: float) -> list[RunSpec]:
 
 class Supervisor:
     def __init__(
-        self, db, broker, topology, eventlog, config: SupervisionConfig, changed=None, every=1.0
+        self, db, broker, topology, eventlog, config: SupervisionConfig, changed, every=1.0
     ):
         self.db = db
         self.broker = broker
@@ -128,8 +128,7 @@ class Supervisor:
                 fail_silent_runs, self.config.heartbeat_timeout_seconds
             ):
                 log.error("run %d failed: %s", run_id, reason)
-                if self.changed is not None:
-                    self.changed(run_id, "failed", reason)
+                self.changed(run_id, "failed", reason)
                 await self.publish_stop(run_id, reason)
         if settled >= min(self.config.start_retry_seconds, self.config.heartbeat_timeout_seconds):
             await self.restart_queued()
