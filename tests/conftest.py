@@ -153,7 +153,7 @@ def make_user(database: Database):
 
 
 @pytest.fixture
-async def client(aiohttp_client, config: Config):
+async def client(config: Config, aiohttp_client):
     return await aiohttp_client(init_app(config))
 
 

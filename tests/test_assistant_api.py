@@ -245,7 +245,7 @@ def fake_llm(behaviour: str, seen: list[dict]) -> web.Application:
 
 
 @pytest.fixture
-def with_llm(aiohttp_client, aiohttp_server, db_url, make_user, monkeypatch):
+def with_llm(db_url, make_user, monkeypatch, aiohttp_server, aiohttp_client):
     async def start(behaviour: str, timeout: float = 5.0) -> tuple[Api, list[dict]]:
         seen: list[dict] = []
         server = await aiohttp_server(fake_llm(behaviour, seen))

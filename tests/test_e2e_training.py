@@ -130,7 +130,9 @@ def agents(amqp_url, prefix, mysql_url):
 
 
 @pytest.fixture
-async def api(aiohttp_client, mysql_url, amqp_url, prefix) -> Api:
+async def api(mysql_url, amqp_url, prefix, aiohttp_client) -> Api:
+    # aiohttp_client comes last so it is torn down first: the app (and its event log,
+    # which may still be writing a batch) closes before the database and queues go.
     cfg = make_config(mysql_url, broker={"url": amqp_url, "prefix": prefix})
     database = Database(cfg.database)
     database.call(store.add_user, "trainer", cached_hash(PASSWORD))

@@ -220,7 +220,7 @@ async def test_security_headers_on_streams(client, alice: Api):
 
 
 @pytest.fixture
-async def small_client(aiohttp_client, db_url):
+async def small_client(db_url, aiohttp_client):
     config = make_config(db_url, web={"max_body_bytes": 2048})
     return await aiohttp_client(init_app(config))
 

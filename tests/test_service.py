@@ -30,13 +30,13 @@ async def wait_for_health(client, want: int, timeout: float = 15) -> dict:
 
 
 @pytest.mark.rabbitmq
-async def test_healthz_is_green_with_the_real_broker_and_database(aiohttp_client, db_url, amqp_url):
+async def test_healthz_is_green_with_the_real_broker_and_database(db_url, amqp_url, aiohttp_client):
     client = await aiohttp_client(init_app(make_config(db_url, broker={"url": amqp_url})))
     body = await wait_for_health(client, 200)
     assert body["data"] == {"database": True, "broker": True}
 
 
-async def test_healthz_reports_an_unreachable_broker(aiohttp_client, db_url):
+async def test_healthz_reports_an_unreachable_broker(db_url, aiohttp_client):
     cfg = make_config(db_url, broker={"url": "amqp://guest:guest@127.0.0.1:1/"})
     client = await aiohttp_client(init_app(cfg))
     body = await wait_for_health(client, 503)
