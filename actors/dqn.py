@@ -184,6 +184,7 @@ class DQNLearner:
         self.q_network = build_q_network(spaces, config.hidden, seed, config.policy)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.online_params = list(self.q_network.parameters())
+        self.target_params = list(self.target_network.parameters())
         self.discounts = n_step_discounts(config.gamma, config.n_step)
         # fused: one kernel for all parameters, measurably faster for small nets on CPU
         self.optimizer = torch.optim.Adam(
@@ -205,7 +206,7 @@ class DQNLearner:
         else:
             td_loss, q_taken, td_target = self._autograd_gradients(obs, actions, next_obs, target)
         grad_norm = self._clip_gradients()
-        self.optimizer.step()
+        adam_step(self.optimizer)
         self.updates += 1
         if self.updates % self.config.target_update_interval == 0:
             self._refresh_target()
@@ -234,7 +235,7 @@ class DQNLearner:
         layers (`QNetwork.parameter_grads`)."""
         size = len(obs)
         inputs, q_values = self.q_network.forward_keeping_inputs(torch.cat((obs, next_obs)))
-        td_target = target(q_values[size:], self.target_network(next_obs))
+        td_target = target(q_values[size:], self.target_network.forward_keeping_inputs(next_obs)[1])
         q_taken = q_values[:size].gather(1, actions).squeeze(1)
         td_loss = F.smooth_l1_loss(q_taken, td_target)
         grad_taken = (q_taken - td_target).clamp(-1.0, 1.0).unsqueeze(1) / size
@@ -258,10 +259,7 @@ class DQNLearner:
     @torch.no_grad()
     def _refresh_target(self) -> None:
         """target <- tau * online + (1 - tau) * target; tau = 1 is a plain copy."""
-        for target, online in zip(
-            self.target_network.parameters(), self.q_network.parameters(), strict=True
-        ):
-            target.lerp_(online, self.config.tau)
+        torch._foreach_lerp_(self.target_params, self.online_params, self.config.tau)
 
     def network_meta(self) -> dict[str, Any]:
         return self.q_network.network_meta()
@@ -292,6 +290,46 @@ class DQNLearner:
         param_groups = self.optimizer.state_dict()["param_groups"]
         self.optimizer.load_state_dict({"state": per_param, "param_groups": param_groups})
         self.updates = int(state["counters.updates"])
+
+
+def adam_step(optimizer: torch.optim.Adam) -> None:
+    """`optimizer.step()` for a fused Adam with one parameter group and no weight decay
+    or amsgrad, calling the fused kernel directly: torch.optim's per-call work (hooks,
+    profiler record, regrouping the state into lists) took ~70 us of a DQN update on
+    CPU, the kernel itself ~30. The same arithmetic on the same state tensors, so
+    checkpoints and `load_state` do not change. The first step (which creates the
+    state) and any other configuration go through `optimizer.step()`."""
+    group = optimizer.param_groups[0]
+    params = group["params"]
+    direct = (
+        len(optimizer.param_groups) == 1
+        and group.get("fused")
+        and not (group["amsgrad"] or group["maximize"] or group["weight_decay"])
+        and not isinstance(group["lr"], torch.Tensor)
+        and all(param in optimizer.state for param in params)
+    )
+    if not direct:
+        optimizer.step()
+        return
+    states = [optimizer.state[param] for param in params]
+    steps = [state["step"] for state in states]
+    torch._foreach_add_(steps, 1)
+    beta1, beta2 = group["betas"]
+    torch._fused_adam_(
+        params,
+        [param.grad for param in params],
+        [state["exp_avg"] for state in states],
+        [state["exp_avg_sq"] for state in states],
+        [],
+        steps,
+        amsgrad=False,
+        lr=group["lr"],
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=0.0,
+        eps=group["eps"],
+        maximize=False,
+    )
 
 
 def _section(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

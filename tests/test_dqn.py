@@ -12,7 +12,7 @@ import yaml
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from actors.dqn import DQNConfig, DQNLearner, QPolicy, double_dqn_target
+from actors.dqn import DQNConfig, DQNLearner, QPolicy, adam_step, double_dqn_target
 from actors.envs import EnvSpaces
 from actors.networks import build_q_network, network_from_meta
 from actors.replay import Transition
@@ -165,6 +165,28 @@ def test_hand_written_mlp_gradients_equal_autograd():
     assert torch.allclose(learner._clip_gradients(), expected_norm)
     for ours, copy in zip(learner.online_params, reference, strict=True):
         assert torch.allclose(ours.grad, copy.grad, atol=1e-7)
+
+
+def test_direct_adam_step_is_torch_adams_step():
+    """The learner steps its fused Adam by calling the kernel directly; parameters and
+    optimiser state must follow torch's own `step()` exactly, first step included."""
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(5))]
+    theirs = [torch.nn.Parameter(param.detach().clone()) for param in ours]
+    ours_adam = torch.optim.Adam(ours, lr=0.01, fused=True)
+    theirs_adam = torch.optim.Adam(theirs, lr=0.01, fused=True)
+    for _ in range(4):
+        grads = [torch.randn_like(param) for param in ours]
+        for param, copy, grad in zip(ours, theirs, grads, strict=True):
+            param.grad, copy.grad = grad.clone(), grad.clone()
+        adam_step(ours_adam)
+        theirs_adam.step()
+        for param, copy in zip(ours, theirs, strict=True):
+            assert torch.equal(param, copy)
+    for param, copy in zip(ours, theirs, strict=True):
+        for key, value in theirs_adam.state[copy].items():
+            assert torch.equal(ours_adam.state[param][key], value), key
+    assert float(ours_adam.state[ours[0]]["step"]) == 4
 
 
 def test_target_net_is_copied_every_k_updates():
