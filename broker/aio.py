@@ -18,10 +18,9 @@ event-log writer: many events per database transaction, acked after the commit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aio_pika
@@ -44,6 +43,27 @@ from broker.topology import ExchangeSpec, QueueSpec, Topology
 from schemas.messages import Message
 
 log = logging.getLogger(__name__)
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task]) -> None:
+    """Cancel `tasks` and return once every one has ended.
+
+    A cancellation can be lost: in Python 3.11 `asyncio.wait_for` swallows it when the
+    operation it waits for completes at the same moment (a publish confirmed just as the
+    service shuts down), and the task carries on, back to waiting on its queue. Awaiting
+    it once would then wait forever, so tasks still running are cancelled again until
+    none is left. An error a task ended with is logged, not raised: shutting down goes on.
+    """
+    tasks = list(tasks)
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("%s ended with %r", task.get_name(), task.exception())
+
 
 AsyncHandler = Callable[[Delivery], Awaitable[None]]
 BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
@@ -101,9 +121,7 @@ class AsyncBroker:
         self._transport.start()
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         await self._transport.close()
 
     # ---- declaring and publishing -------------------------------------------------------------
@@ -436,9 +454,7 @@ class _AmqpTransport:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
         if self.connection is not None:
             await self.connection.close()
 

@@ -7,14 +7,13 @@ they open with the app and close with it, in tests as in production.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from broker.abc import BrokerUnavailable
-from broker.aio import make_async_bus
+from broker.aio import cancel_and_wait, make_async_bus
 from broker.topology import Topology
 from schemas.config import Config
 from schemas.logs import bind_run
@@ -122,10 +121,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[LIVE].listeners.append(app[READS].on_events)
     app[LIVE].start()
     yield
-    for task in tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await cancel_and_wait(tasks)
     await app[LIVE].close()
     await app[BROKER].close()
     await app[DB].aclose()

@@ -18,7 +18,6 @@ bytes it received, without encoding the events again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -27,6 +26,7 @@ from collections.abc import Callable
 
 from pydantic import TypeAdapter, ValidationError
 
+from broker.aio import cancel_and_wait
 from broker.topology import STORED_KEY
 from schemas.messages import AnyMessage, BadMessage, RunEvent, StatusChanged
 
@@ -70,10 +70,7 @@ class LiveFeed:
         self._tasks.append(asyncio.create_task(self._publish(), name="live-publisher"))
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
 
     def stored(self, bodies: list[bytes]) -> None:
         """Committed events (their bodies as received): tell every web process."""
