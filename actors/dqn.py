@@ -64,6 +64,7 @@ class DQNConfig:
     learning_starts: int = 1000  # transitions collected before the first update
     samples_per_insert: float = 8.0  # replay ratio; Mnih et al. 2015: batch 32 every 4 steps
     n_step: int = 1  # env steps per transition's return (actors/nstep.py); 1: one-step DQN
+    double_q: bool = True  # Double DQN's target; False: the plain max over the target net
     rate_error_buffer: float | None = None  # limiter slack, samples; >= one call each side
     target_update_interval: int = 1000  # updates between target-network refreshes
     tau: float = 1.0  # refresh weight: 1 copies the online net, < 1 is Polyak averaging
@@ -170,6 +171,20 @@ def double_dqn_target(
     return reward + discount * not_terminal * next_value
 
 
+def max_q_target(
+    reward: torch.Tensor,
+    terminated: torch.Tensor,
+    discount: float | torch.Tensor,
+    next_q_online: torch.Tensor,
+    next_q_target: torch.Tensor,
+) -> torch.Tensor:
+    """r + discount * (1 - terminated) * max_a Q_target(s', a): the target of Mnih et al.
+    2015 (and of stable-baselines3's DQN), for `double_q: false`. `next_q_online` is
+    unused; the signature is `double_dqn_target`'s."""
+    not_terminal = 1.0 - terminated.float()
+    return reward + discount * not_terminal * next_q_target.max(dim=1).values
+
+
 def n_step_discounts(gamma: float, n_step: int) -> torch.Tensor:
     """gamma ** h for h = 0..n_step, to index with transitions' horizons."""
     return gamma ** torch.arange(n_step + 1, dtype=torch.float64).to(torch.float32)
@@ -200,7 +215,8 @@ class DQNLearner:
         terminated = torch.as_tensor(batch.terminated)
         discount = self.discounts[torch.as_tensor(batch.horizon)]
 
-        target = functools.partial(double_dqn_target, rewards, terminated, discount)
+        bootstrap = double_dqn_target if self.config.double_q else max_q_target
+        target = functools.partial(bootstrap, rewards, terminated, discount)
         if isinstance(self.q_network, QNetwork):
             td_loss, q_taken, td_target = self._mlp_gradients(obs, actions, next_obs, target)
         else:

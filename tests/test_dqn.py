@@ -12,7 +12,14 @@ import yaml
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from actors.dqn import DQNConfig, DQNLearner, QPolicy, adam_step, double_dqn_target
+from actors.dqn import (
+    DQNConfig,
+    DQNLearner,
+    QPolicy,
+    adam_step,
+    double_dqn_target,
+    max_q_target,
+)
 from actors.envs import EnvSpaces
 from actors.networks import build_q_network, network_from_meta
 from actors.replay import Transition
@@ -64,6 +71,36 @@ def test_double_dqn_target_by_hand():
     target = double_dqn_target(reward, terminated, 0.9, next_q_online, next_q_target)
     # 1 + 0.9 * 20; terminal: reward only; 0.5 + 0.9 * 7 (a max over the target net: 8)
     assert target.tolist() == pytest.approx([19.0, 2.0, 6.8])
+
+
+def test_plain_max_target_by_hand():
+    reward = torch.tensor([1.0, 2.0, 0.5])
+    terminated = torch.tensor([False, True, False])
+    next_q_online = torch.tensor([[1.0, 3.0], [5.0, 2.0], [0.2, 0.1]])  # not consulted
+    next_q_target = torch.tensor([[10.0, 20.0], [30.0, 40.0], [7.0, 8.0]])
+    target = max_q_target(reward, terminated, 0.9, next_q_online, next_q_target)
+    assert target.tolist() == pytest.approx([19.0, 2.0, 0.5 + 0.9 * 8.0])
+
+
+@pytest.mark.parametrize(
+    ("double_q", "bootstrap"), [(True, double_dqn_target), (False, max_q_target)]
+)
+def test_double_q_picks_the_learners_target(double_q, bootstrap):
+    config = DQNConfig.from_spec(make_spec(hidden=[16], double_q=double_q))
+    learner = DQNLearner(config, SPACES, seed=0)
+    with torch.no_grad():  # a target net unlike the online one, so the two targets differ
+        for param in learner.target_network.parameters():
+            param.mul_(-1.5)
+    batch = random_batch(np.random.default_rng(1))
+    next_obs = torch.as_tensor(batch.next_obs)
+    with torch.no_grad():
+        args = (torch.as_tensor(batch.reward), torch.as_tensor(batch.terminated), 0.9)
+        nets = (learner.q_network(next_obs), learner.target_network(next_obs))
+        expected = bootstrap(*args, *nets).mean().item()
+        other = (max_q_target if double_q else double_dqn_target)(*args, *nets).mean().item()
+    assert expected != pytest.approx(other)
+    metrics = learner.update(batch)
+    assert metrics["losses/td_target_mean"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_config_merges_hyperparameters_over_the_defaults():
