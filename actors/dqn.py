@@ -158,31 +158,21 @@ def double_dqn_target(
     discount: float | torch.Tensor,
     next_q_online: torch.Tensor,
     next_q_target: torch.Tensor,
+    double: bool = True,
 ) -> torch.Tensor:
     """r + discount * (1 - terminated) * Q_target(s', argmax_a Q_online(s', a)).
 
     The online net picks the next action, the target net values it (van Hasselt et al.
-    2016), which curbs the overestimation of taking a max over noisy estimates. For an
+    2016), which curbs the overestimation of taking a max over noisy estimates. With
+    `double` False (`double_q: false`) the target net picks it too: the plain
+    max_a Q_target(s', a) of Mnih et al. 2015, as stable-baselines3's DQN. For an
     n-step transition r is its discounted reward sum, s' the state `horizon` steps on,
     and `discount` gamma ** horizon, per transition (`n_step_discounts`)."""
-    next_action = next_q_online.argmax(dim=1, keepdim=True)
+    chooser = next_q_online if double else next_q_target
+    next_action = chooser.argmax(dim=1, keepdim=True)
     next_value = next_q_target.gather(1, next_action).squeeze(1)
     not_terminal = 1.0 - terminated.float()
     return reward + discount * not_terminal * next_value
-
-
-def max_q_target(
-    reward: torch.Tensor,
-    terminated: torch.Tensor,
-    discount: float | torch.Tensor,
-    next_q_online: torch.Tensor,
-    next_q_target: torch.Tensor,
-) -> torch.Tensor:
-    """r + discount * (1 - terminated) * max_a Q_target(s', a): the target of Mnih et al.
-    2015 (and of stable-baselines3's DQN), for `double_q: false`. `next_q_online` is
-    unused; the signature is `double_dqn_target`'s."""
-    not_terminal = 1.0 - terminated.float()
-    return reward + discount * not_terminal * next_q_target.max(dim=1).values
 
 
 def n_step_discounts(gamma: float, n_step: int) -> torch.Tensor:
@@ -215,8 +205,9 @@ class DQNLearner:
         terminated = torch.as_tensor(batch.terminated)
         discount = self.discounts[torch.as_tensor(batch.horizon)]
 
-        bootstrap = double_dqn_target if self.config.double_q else max_q_target
-        target = functools.partial(bootstrap, rewards, terminated, discount)
+        target = functools.partial(
+            double_dqn_target, rewards, terminated, discount, double=self.config.double_q
+        )
         if isinstance(self.q_network, QNetwork):
             td_loss, q_taken, td_target = self._mlp_gradients(obs, actions, next_obs, target)
         else:
