@@ -178,10 +178,9 @@ class ThreadLauncher:
         from actors.registry import make_actor
 
         def target(stop_event: threading.Event) -> None:
-            import torch
+            from actors.threads import single_threaded
 
-            # The intra-op thread count is per thread: set it here, not only in main.
-            torch.set_num_threads(1)
+            single_threaded()  # torch's count is per thread: here, not only in main
             actor = make_actor(
                 ident.role,
                 spec,

@@ -15,9 +15,8 @@ import sys
 import threading
 import time
 
-import torch
-
 from actors.settings import configure
+from actors.threads import single_threaded
 from broker.sync import make_bus
 from broker.topology import Topology
 from schemas.config import load_config
@@ -40,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.log_level, cfg.log_format)
     configure(cfg.training)  # the agent host's allow-list and metrics directory
     spec = RunSpec.model_validate_json(sys.stdin.read())
-    # Actors share the machine's cores with each other; one thread each avoids
-    # oversubscription (torch would otherwise start a thread per core in every process).
-    torch.set_num_threads(1)
+    single_threaded()  # actors share the machine's cores (actors/threads.py)
 
     stop_event = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_event.set())

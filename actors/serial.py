@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from actors.dqn import DQNConfig, DQNLearner, QPolicy
 from actors.envs import EnvSpaces, VectorCollector, make_vector_env
@@ -168,6 +169,7 @@ def run_serial(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return SerialRun(spec).run(max_env_steps, time_limit_s)
+        with threadpool_limits(1, user_api="blas"):  # NumPy's too (actors/threads.py)
+            return SerialRun(spec).run(max_env_steps, time_limit_s)
     finally:
         torch.set_num_threads(threads)

@@ -137,14 +137,14 @@ def cmd_web(cfg: Config, host: str | None, port: int | None) -> int:
 def serve_web(cfg: Config, host: str, port: int, worker: int = 0, workers: int = 1) -> None:
     """Serve the web app in this process until SIGINT/SIGTERM. Worker 0 is the primary
     (event log, supervisor); the others only answer requests."""
-    import torch
     from aiohttp import web
 
+    from actors.threads import single_threaded
     from web.app import init_app
 
-    # Small networks: one intra-op thread is faster than sharing every core (inference
-    # threads set it for themselves too; the setting is per thread).
-    torch.set_num_threads(1)
+    # Small networks: one compute thread is faster than sharing every core (inference
+    # threads set torch's for themselves too; that setting is per thread).
+    single_threaded()
     app = init_app(cfg, worker=worker)
     # Everything imported so far (torch, gymnasium, ...) lives as long as the process:
     # out of the collector's reach, a full collection no longer walks it (tens of ms,
