@@ -4,7 +4,8 @@ Roles (Acme's split of an agent):
 * `DQNConfig` — every setting of a run, from a `RunSpec`, frozen and validated.
 * `DQNLearner` — `update(batch)` on sampled transitions; hands out `policy_state()` for
   rollout workers and `state()` / `load_state()` for checkpoints (flat dicts of tensors,
-  safetensors-compatible, no pickle).
+  safetensors-compatible, no pickle). Its update is `NumpyQUpdate` (actors/qmlp.py)
+  for runt's MLP and `TorchQUpdate` (autograd) for a custom network.
 * `QPolicy` — epsilon-greedy batched inference for rollout workers and evaluation.
 * `DQN` — the algorithm record (actors/algorithm.py): the replay path, transitions
   collected epsilon-greedily with the run's exploration schedule.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -40,6 +40,7 @@ from actors.explore import (
 )
 from actors.networks import QNetwork, build_q_network, network_from_meta
 from actors.nstep import NStepTransitions
+from actors.qmlp import NumpyMLP, NumpyQUpdate
 from actors.replay import RateLimiter, Transition
 from schemas.messages import PolicyRef, RunSpec
 
@@ -180,77 +181,51 @@ def n_step_discounts(gamma: float, n_step: int) -> torch.Tensor:
     return gamma ** torch.arange(n_step + 1, dtype=torch.float64).to(torch.float32)
 
 
-class DQNLearner:
-    """Double DQN with a target network, Huber loss, Adam and gradient-norm clipping."""
+class TorchQUpdate:
+    """The DQN update for any Q-network, through torch autograd: the Double-DQN (or
+    plain-max) target, Huber loss, gradient-norm clipping, Adam and the target refresh.
+    runt's own MLP trains through `actors.qmlp.NumpyQUpdate` instead, the same update
+    at less than half the cost per call."""
 
-    def __init__(self, config: DQNConfig, spaces: EnvSpaces, seed: int | None = None):
+    def __init__(self, online: torch.nn.Module, target: torch.nn.Module, config: DQNConfig):
         self.config = config
-        seed = config.seed if seed is None else seed
-        self.q_network = build_q_network(spaces, config.hidden, seed, config.policy)
-        self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
-        self.online_params = list(self.q_network.parameters())
-        self.target_params = list(self.target_network.parameters())
+        self.online, self.target = online, target
+        self.online_params = list(online.parameters())
+        self.target_params = list(target.parameters())
         self.discounts = n_step_discounts(config.gamma, config.n_step)
         # fused: one kernel for all parameters, measurably faster for small nets on CPU
-        self.optimizer = torch.optim.Adam(
-            self.q_network.parameters(), lr=config.learning_rate, fused=True
-        )
-        self.updates = 0
+        self.optimizer = torch.optim.Adam(self.online_params, lr=config.learning_rate, fused=True)
 
-    def update(self, batch: Transition) -> dict[str, float]:
+    def update(self, batch: Transition, refresh_target: bool) -> dict[str, float]:
         obs = torch.as_tensor(batch.obs)
         actions = torch.as_tensor(batch.action, dtype=torch.int64).unsqueeze(1)
         rewards = torch.as_tensor(batch.reward, dtype=torch.float32)
         next_obs = torch.as_tensor(batch.next_obs)
         terminated = torch.as_tensor(batch.terminated)
         discount = self.discounts[torch.as_tensor(batch.horizon)]
-
-        target = functools.partial(
-            double_dqn_target, rewards, terminated, discount, double=self.config.double_q
-        )
-        if isinstance(self.q_network, QNetwork):
-            td_loss, q_taken, td_target = self._mlp_gradients(obs, actions, next_obs, target)
-        else:
-            td_loss, q_taken, td_target = self._autograd_gradients(obs, actions, next_obs, target)
-        grad_norm = self._clip_gradients()
-        adam_step(self.optimizer)
-        self.updates += 1
-        if self.updates % self.config.target_update_interval == 0:
-            self._refresh_target()
-        return {
-            "losses/td_loss": td_loss.item(),
-            "losses/q_mean": q_taken.mean().item(),
-            "losses/td_target_mean": td_target.mean().item(),
-            "losses/grad_norm": grad_norm.item(),
-        }
-
-    def _autograd_gradients(self, obs, actions, next_obs, target) -> tuple[torch.Tensor, ...]:
-        """Any Q-network: the TD loss's gradients in the parameters' `.grad`."""
         with torch.no_grad():
-            td_target = target(self.q_network(next_obs), self.target_network(next_obs))
-        q_taken = self.q_network(obs).gather(1, actions).squeeze(1)
+            td_target = double_dqn_target(
+                rewards,
+                terminated,
+                discount,
+                self.online(next_obs),
+                self.target(next_obs),
+                double=self.config.double_q,
+            )
+        q_taken = self.online(obs).gather(1, actions).squeeze(1)
         td_loss = F.smooth_l1_loss(q_taken, td_target)
         self.optimizer.zero_grad()
         td_loss.backward()
-        return td_loss.detach(), q_taken.detach(), td_target
-
-    @torch.no_grad()
-    def _mlp_gradients(self, obs, actions, next_obs, target) -> tuple[torch.Tensor, ...]:
-        """runt's MLP: the same gradients as `_autograd_gradients`, by hand. One forward
-        pass over obs and next_obs together (the online net scores both), and the Huber
-        loss's derivative, clamp(q - target, -1, 1) / batch, backpropagated through the
-        layers (`QNetwork.parameter_grads`)."""
-        size = len(obs)
-        inputs, q_values = self.q_network.forward_keeping_inputs(torch.cat((obs, next_obs)))
-        td_target = target(q_values[size:], self.target_network.forward_keeping_inputs(next_obs)[1])
-        q_taken = q_values[:size].gather(1, actions).squeeze(1)
-        td_loss = F.smooth_l1_loss(q_taken, td_target)
-        grad_taken = (q_taken - td_target).clamp(-1.0, 1.0).unsqueeze(1) / size
-        grad_q = torch.zeros_like(q_values[:size]).scatter_(1, actions, grad_taken)
-        grads = self.q_network.parameter_grads([x[:size] for x in inputs], grad_q)
-        for param, grad in zip(self.online_params, grads, strict=True):
-            param.grad = grad
-        return td_loss, q_taken, td_target
+        grad_norm = self._clip_gradients()
+        adam_step(self.optimizer)
+        if refresh_target:
+            self._refresh_target()
+        return {
+            "losses/td_loss": td_loss.item(),
+            "losses/q_mean": q_taken.detach().mean().item(),
+            "losses/td_target_mean": td_target.mean().item(),
+            "losses/grad_norm": grad_norm.item(),
+        }
 
     @torch.no_grad()
     def _clip_gradients(self) -> torch.Tensor:
@@ -268,6 +243,43 @@ class DQNLearner:
         """target <- tau * online + (1 - tau) * target; tau = 1 is a plain copy."""
         torch._foreach_lerp_(self.target_params, self.online_params, self.config.tau)
 
+    def optimizer_state(self) -> dict[str, torch.Tensor]:
+        """Adam's state per parameter, as `<index>.<name>` (empty before the first step)."""
+        flat = {}
+        for index, param_state in self.optimizer.state_dict()["state"].items():
+            flat |= {f"{index}.{k}": v.clone() for k, v in param_state.items()}
+        return flat
+
+    def load_optimizer_state(self, state: dict[str, torch.Tensor]) -> None:
+        per_param: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in state.items():
+            index, name = key.split(".", 1)
+            per_param.setdefault(int(index), {})[name] = value.clone()
+        param_groups = self.optimizer.state_dict()["param_groups"]
+        self.optimizer.load_state_dict({"state": per_param, "param_groups": param_groups})
+
+
+class DQNLearner:
+    """Double DQN with a target network, Huber loss, Adam and gradient-norm clipping.
+
+    The networks are torch modules (policy weights, checkpoints and exports are theirs);
+    the update is `NumpyQUpdate` for runt's MLP, on the modules' own parameters, and
+    `TorchQUpdate` for a custom network."""
+
+    def __init__(self, config: DQNConfig, spaces: EnvSpaces, seed: int | None = None):
+        self.config = config
+        seed = config.seed if seed is None else seed
+        self.q_network = build_q_network(spaces, config.hidden, seed, config.policy)
+        self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
+        kind = NumpyQUpdate if isinstance(self.q_network, QNetwork) else TorchQUpdate
+        self.step: NumpyQUpdate | TorchQUpdate = kind(self.q_network, self.target_network, config)
+        self.updates = 0
+
+    def update(self, batch: Transition) -> dict[str, float]:
+        self.updates += 1
+        refresh = self.updates % self.config.target_update_interval == 0
+        return self.step.update(batch, refresh_target=refresh)
+
     def network_meta(self) -> dict[str, Any]:
         return self.q_network.network_meta()
 
@@ -281,8 +293,7 @@ class DQNLearner:
         flat |= {
             f"target_network.{k}": v.clone() for k, v in self.target_network.state_dict().items()
         }
-        for index, param_state in self.optimizer.state_dict()["state"].items():
-            flat |= {f"optimizer.{index}.{k}": v.clone() for k, v in param_state.items()}
+        flat |= {f"optimizer.{k}": v for k, v in self.step.optimizer_state().items()}
         flat["counters.updates"] = torch.tensor(self.updates, dtype=torch.int64)
         return flat
 
@@ -290,12 +301,7 @@ class DQNLearner:
         """Restore what `state()` returned (optimiser hyperparameters come from config)."""
         self.q_network.load_state_dict(_section(state, "q_network."))
         self.target_network.load_state_dict(_section(state, "target_network."))
-        per_param: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in _section(state, "optimizer.").items():
-            index, name = key.split(".", 1)
-            per_param.setdefault(int(index), {})[name] = value.clone()
-        param_groups = self.optimizer.state_dict()["param_groups"]
-        self.optimizer.load_state_dict({"state": per_param, "param_groups": param_groups})
+        self.step.load_optimizer_state(_section(state, "optimizer."))
         self.updates = int(state["counters.updates"])
 
 
@@ -349,6 +355,8 @@ class QPolicy:
     def __init__(self, network: QNetwork | CustomQNetwork):
         self.network = network.eval().requires_grad_(False)
         self.n_actions = network.n_actions
+        # runt's MLP acts through NumPy, on the module's own parameters (actors/qmlp.py)
+        self.numpy_mlp = NumpyMLP(network) if isinstance(network, QNetwork) else None
 
     @classmethod
     def from_spaces(
@@ -371,6 +379,8 @@ class QPolicy:
         self.network.load_state_dict(policy_state)
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
+        if self.numpy_mlp is not None:
+            return self.numpy_mlp.greedy(obs)
         with torch.inference_mode():
             q_values = self.network(torch.as_tensor(obs))
         return q_values.argmax(dim=1).numpy()

@@ -45,42 +45,6 @@ class QNetwork(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.layers(obs.reshape(obs.shape[0], -1).float())
 
-    def linears(self) -> list[nn.Linear]:
-        return [layer for layer in self.layers if isinstance(layer, nn.Linear)]
-
-    @torch.no_grad()
-    def forward_keeping_inputs(self, obs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """`forward(obs)` without autograd, also returning every linear layer's input:
-        what `parameter_grads` needs."""
-        x = obs.reshape(obs.shape[0], -1).float()
-        linears = self.linears()
-        inputs = []
-        for linear in linears[:-1]:
-            inputs.append(x)
-            x = torch.relu(torch.addmm(linear.bias, x, linear.weight.t()))
-        inputs.append(x)
-        last = linears[-1]
-        return inputs, torch.addmm(last.bias, x, last.weight.t())
-
-    @torch.no_grad()
-    def parameter_grads(
-        self, inputs: Sequence[torch.Tensor], grad_q: torch.Tensor
-    ) -> list[torch.Tensor]:
-        """Gradients of a loss for every parameter, in `parameters()` order, from the
-        layer inputs of `forward_keeping_inputs` and d(loss)/d(Q-values): backpropagation
-        through the MLP written out, about half the time autograd takes for these small
-        layers (its bookkeeping, not the arithmetic, dominates)."""
-        grads: list[torch.Tensor] = []
-        grad_out = grad_q
-        linears = self.linears()
-        for index in range(len(linears) - 1, -1, -1):
-            layer_input = inputs[index]
-            grads += [grad_out.sum(0), grad_out.t() @ layer_input]  # bias, weight
-            if index:  # through the weight, then the ReLU whose output is layer_input
-                grad_out = (grad_out @ linears[index].weight) * (layer_input > 0)
-        grads.reverse()
-        return grads
-
     def network_meta(self) -> dict[str, Any]:
         return {
             "architecture": self.architecture,

@@ -84,7 +84,10 @@ RUN = {
         **PRESET["hyperparameters"],
         "hidden": [32],
         "envs_per_worker": 2,
-        "samples_per_insert": 8,
+        # The trainer paces the run: 2 env steps an update keeps it long enough (a few
+        # hundred episodes a second) for a fault to land mid-run and for a restarted actor
+        # to take part before the run ends.
+        "samples_per_insert": 32,
         "eval_interval_updates": 1_000_000,
     },
 }
@@ -305,7 +308,7 @@ async def midway(stack: Stack, model_id: int, episodes: int) -> dict:
 async def test_a_killed_rollout_worker_is_restarted_and_the_run_completes(build, mysql_server):
     stack = await build(MYSQL_URL, AMQP_URL)
     agent = stack.agents.start("solo")
-    model_id = await start_run(stack, target_episode=800)
+    model_id = await start_run(stack, target_episode=1500)  # seconds after the restart
     await midway(stack, model_id, 150)
     victim = min(actor_pids(agent.pid, "rollout"))
     os.kill(victim, signal.SIGKILL)
@@ -317,9 +320,9 @@ async def test_a_killed_rollout_worker_is_restarted_and_the_run_completes(build,
     ]
     assert len(restarts) == 1, model["status_history"]
     assert "died (killed by SIGKILL)" in restarts[0]["reason"]
-    assert assert_episodes_match(stack, model, everything=False) == 800
+    assert assert_episodes_match(stack, model, everything=False) == 1500
     incarnations = {(w, i) for _, w, i, _ in stored_episodes(stack.db_url, model_id)}
-    assert {i for _, i in incarnations} == {0, 1}
+    assert {i for _, i in incarnations} == {0, 1}, model["status_history"]
 
 
 # ---- 2. the trainer killed ---------------------------------------------------------------
