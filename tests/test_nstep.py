@@ -137,7 +137,11 @@ def test_the_collector_frames_every_n_step_transition():
     vector = VectorCollector(envs, seed=1)
     rng = np.random.default_rng(1)
     collector = TransitionCollector(
-        vector, lambda obs, steps: rng.integers(0, 2, size=len(obs)), 50, NStepTransitions(3, 0.9)
+        vector,
+        lambda obs, steps: rng.integers(0, 2, size=len(obs)),
+        50,
+        NStepTransitions(3, 0.9),
+        max_age_s=float("inf"),  # by size only here
     )
     frames, env_steps = [], 0
     for _ in range(200):
@@ -150,6 +154,30 @@ def test_the_collector_frames_every_n_step_transition():
     total = sum(len(frame["reward"]) for frame in frames)
     assert env_steps == 800 and 800 - 4 * 2 <= total <= 800
     assert {int(h) for frame in frames for h in frame["horizon"]} == {1, 2, 3}
+    envs.close()
+
+
+def test_a_frame_goes_out_when_full_or_when_its_first_step_is_old():
+    """Frames of `batch` transitions, or fewer once the first is `max_age_s` old: a slow
+    environment's transitions do not wait for a full frame."""
+    envs = make_vector_env("CartPole-v1", None, 4, seed=1)
+    now = [0.0]
+    collector = TransitionCollector(
+        VectorCollector(envs, seed=1),
+        lambda obs, steps: np.zeros(len(obs), dtype=np.int64),
+        batch=40,
+        max_age_s=0.02,
+        clock=lambda: now[0],
+    )
+    sizes = []
+    for step in range(60):
+        now[0] = step * 0.001 if step < 30 else 1.0 + 0.05 * step  # fast, then slow steps
+        arrays, _, _ = collector.collect(0)
+        if arrays is not None:
+            sizes.append(len(arrays["reward"]))
+    # fast: 10 steps of 4 fill a frame long before 20 ms; slow: steps are 50 ms apart,
+    # so a frame goes out with its second step
+    assert sizes == [40] * 3 + [8] * 15
     envs.close()
 
 
