@@ -140,17 +140,21 @@ def forward(
 
 
 class NumpyMLP:
-    """Greedy actions of a `QNetwork` through NumPy, on the module's own parameters:
-    for the few observations a rollout worker or an evaluation steps at a time, torch's
-    fixed cost per call is most of a forward pass."""
+    """A `QNetwork` in NumPy, on the module's own parameters (`flat`, viewed as its
+    `weights` and `biases`): greedy actions, for the few observations a rollout worker or
+    an evaluation steps at a time, where torch's fixed cost per call is most of a forward
+    pass; and the forward passes of `NumpyQUpdate`."""
 
     def __init__(self, network: nn.Module):
-        _, views = share_flat(network)
+        self.flat, views = share_flat(network)
         self.weights, self.biases = views[0::2], views[1::2]
+
+    def forward(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        return forward(self.weights, self.biases, x)
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         x = np.asarray(obs).reshape(len(obs), -1).astype(np.float32, copy=False)
-        return forward(self.weights, self.biases, x)[1].argmax(axis=1)
+        return self.forward(x)[1].argmax(axis=1)
 
 
 class NumpyQUpdate:
@@ -161,10 +165,8 @@ class NumpyQUpdate:
     def __init__(self, online: nn.Module, target: nn.Module, config) -> None:
         self.config = config
         shapes = [tuple(param.shape) for param in online.parameters()]
-        self.online, online_views = share_flat(online)
-        self.target, target_views = share_flat(target)
-        self.weights, self.biases = online_views[0::2], online_views[1::2]
-        self.target_weights, self.target_biases = target_views[0::2], target_views[1::2]
+        self.online_net, self.target_net = NumpyMLP(online), NumpyMLP(target)
+        self.online, self.target = self.online_net.flat, self.target_net.flat
         self.grad = np.zeros_like(self.online)
         grad_views = _views(self.grad, shapes)
         self.weight_grads, self.bias_grads = grad_views[0::2], grad_views[1::2]
@@ -175,12 +177,13 @@ class NumpyQUpdate:
         """d(loss)/d(parameters) into `self.grad`, from the layer inputs of `forward` and
         d(loss)/d(Q-values). A ReLU's output is the next layer's input: its mask."""
         grad_out = grad_q
-        for index in range(len(self.weights) - 1, -1, -1):
+        weights = self.online_net.weights
+        for index in range(len(weights) - 1, -1, -1):
             layer_input = inputs[index]
             np.matmul(grad_out.T, layer_input, out=self.weight_grads[index])
             np.sum(grad_out, axis=0, out=self.bias_grads[index])
             if index:
-                grad_out = grad_out @ self.weights[index]
+                grad_out = grad_out @ weights[index]
                 grad_out *= layer_input > 0
 
     def update(self, batch: Transition, refresh_target: bool) -> dict[str, float]:
@@ -191,8 +194,8 @@ class NumpyQUpdate:
         both = np.concatenate((obs, next_obs)).astype(np.float32, copy=False)
         actions = np.asarray(batch.action, dtype=np.int64)
 
-        inputs, q_values = forward(self.weights, self.biases, both)
-        _, next_q_target = forward(self.target_weights, self.target_biases, both[size:])
+        inputs, q_values = self.online_net.forward(both)
+        _, next_q_target = self.target_net.forward(both[size:])
         chooser = q_values[size:] if self.config.double_q else next_q_target
         next_value = next_q_target[rows, chooser.argmax(axis=1)]
         discount = self.discounts[np.asarray(batch.horizon)]
