@@ -346,9 +346,9 @@ class AsyncBridge:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        from broker.aio import cancel_and_wait  # which imports this module
+
+        await cancel_and_wait(self._tasks)  # a handler's lost cancel must not hang it
         if self._thread is not None:
             self._stopping.set()
             wake()
