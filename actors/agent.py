@@ -1,15 +1,15 @@
 """The agent: takes run commands from the shared work queue, starts the actors of a run
 and watches over them until they exit.
 
-- `run.start`: launch the run's trainer and buffer here and ask, with one `actor.spawn`
-  per rollout worker, for the workers; any agent may take those, so a run's workers
-  spread over every agent on the broker.
+- `run.start`: launch the run's trainer, buffer and evaluator here and ask, with one
+  `actor.spawn` per rollout worker, for the workers; any agent may take those, so a
+  run's workers spread over every agent on the broker.
 - `actor.spawn`: launch one rollout worker here. An agent that already hosts a worker
   of the run hands a spawn back once (requeue), so another agent may take it.
 - `run.<id>.stop` (every agent hears every stop): the run's actors here get `stop_grace`
   seconds to finish by themselves, then SIGTERM, then SIGKILL.
-- A rollout worker that dies is started again as a new incarnation, up to
-  `max_restarts` times. A trainer killed by a signal (kill -9, the OOM
+- A rollout worker or an evaluator that dies is started again as a new incarnation,
+  up to `max_restarts` times. A trainer killed by a signal (kill -9, the OOM
   killer) is started again too and continues from the checkpoint it keeps in this
   agent's work directory (weights, optimiser, counters). Any other trainer or buffer that
   dies fails the run (one that raised has reported its error as the failure itself), and
@@ -149,6 +149,7 @@ class Agent:
             return
         self.launch(ActorId("trainer", spec.run_id), spec)
         self.launch(ActorId("buffer", spec.run_id), spec)
+        self.launch(ActorId("evaluator", spec.run_id), spec)
         for worker in range(spec.num_workers):
             self.bus.publish_message(
                 self.topology.commands,
@@ -235,13 +236,14 @@ class Agent:
 
     @staticmethod
     def restartable(entry: Supervised, code: int | None) -> bool:
-        """A rollout worker is restarted whatever ended it. A trainer only when a signal
+        """A rollout worker or an evaluator (neither holds state worth keeping) is
+        restarted whatever ended it. A trainer only when a signal
         killed it (one that raised has failed the run and stopped it already); it goes on
         from its local checkpoint, and its weights carry its incarnation, so the workers
         (and, on-policy, the segment assembler) follow its versions. A buffer is not
         restarted: empty, it would wait for more experience than workers send before
         the learner moves on."""
-        if entry.ident.role == "rollout":
+        if entry.ident.role in ("rollout", "evaluator"):
             return True
         return entry.ident.role == "trainer" and code is not None and code < 0
 

@@ -1,8 +1,9 @@
 """The registry: every algorithm runt trains, and which actor plays which role for it.
 
 An algorithm is one `Algorithm` record (actors/algorithm.py) in `ALGORITHMS`; its
-`buffer` kind picks the actor classes (`ROLES`): the rollout worker and the trainer are
-the same for every algorithm, the buffer is the replay buffer or the on-policy one.
+`buffer` kind picks the actor classes (`ROLES`): the rollout worker, the trainer and the
+evaluator are the same for every algorithm, the buffer is the replay buffer or the
+on-policy one.
 `check_spec` is what POST /train/ asks before it stores a run.
 """
 
@@ -21,6 +22,7 @@ from actors.buffer import Buffer
 from actors.custom import PolicyError
 from actors.dqn import DQN
 from actors.envs import EnvError, make_env
+from actors.evaluator import Evaluator
 from actors.onpolicy import OnPolicyBuffer
 from actors.ppo import PPO
 from actors.rollout import RolloutWorker
@@ -33,9 +35,14 @@ ACTION_KINDS = {"discrete": "Discrete", "box": "1-D Box"}
 PROBE_OBSERVATIONS = 4  # sampled observations a custom network is tried on
 ALGORITHMS: dict[str, Algorithm] = {"dqn": DQN, "ppo": PPO, "sac": SAC}
 
+SHARED_ROLES: dict[str, type[Actor]] = {
+    "trainer": Trainer,
+    "rollout": RolloutWorker,
+    "evaluator": Evaluator,
+}
 ROLES: dict[str, dict[str, type[Actor]]] = {
-    "replay": {"trainer": Trainer, "buffer": Buffer, "rollout": RolloutWorker},
-    "on_policy": {"trainer": Trainer, "buffer": OnPolicyBuffer, "rollout": RolloutWorker},
+    "replay": {**SHARED_ROLES, "buffer": Buffer},
+    "on_policy": {**SHARED_ROLES, "buffer": OnPolicyBuffer},
 }
 ACTORS: dict[str, dict[str, type[Actor]]] = {
     name: ROLES[algorithm.buffer] for name, algorithm in ALGORITHMS.items()

@@ -26,7 +26,9 @@ from schemas.messages import RunSpec
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="actors.runner")
-    parser.add_argument("--role", required=True, choices=["trainer", "buffer", "rollout"])
+    parser.add_argument(
+        "--role", required=True, choices=["trainer", "buffer", "rollout", "evaluator"]
+    )
     parser.add_argument("--worker", type=int, default=0)
     parser.add_argument("--incarnation", type=int, default=0)
     parser.add_argument("--agent", default="")

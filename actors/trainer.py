@@ -5,16 +5,18 @@ every minibatch of a `samples` frame and grants the buffer credit for each frame
 on-policy path it updates once on each training batch (the segments of one policy
 version). It publishes new policy weights every `weights_publish_interval` updates
 (on-policy: after every update) with an increasing version, reports metrics every few
-seconds, evaluates the greedy policy every `eval_interval_updates` updates, and
-checkpoints when it starts (the policy it begins with), every 30 s and at the end.
+seconds, asks the run's evaluator (actors/evaluator.py) to score the greedy policy every
+`eval_interval_updates` updates, and checkpoints when it starts (the policy it begins
+with), every 30 s and at the end.
 It also keeps its latest state in a local checkpoint in the agent's work directory
 (every few seconds): a trainer the agent restarts after a kill continues from there
 (weights, optimiser, update count, env steps, the episodes counted, the policy version),
 and its weights carry its incarnation as `epoch`, so workers take them even where the
 lost trainer had published higher versions. The buffer's contents are not kept.
-It counts the run's training episodes from the episode events; when `target_episode`
-is reached, or an evaluation mean reaches `stop_reward`, it ends the run: final
-checkpoint, status `completed`, and a stop command that every actor of the run obeys.
+It counts the run's training episodes from the episode events and hears the evaluations;
+when `target_episode` is reached, or an evaluation mean reaches `stop_reward`, it ends
+the run: final checkpoint (on `stop_reward`, the state that was evaluated, kept from
+when it asked), status `completed`, and a stop command that every actor of the run obeys.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import logging
 import os
 import time
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,6 @@ import numpy as np
 from actors.algorithm import EnvShape
 from actors.base import Actor, Every
 from actors.envs import make_env
-from actors.evaluate import evaluate
 from actors.replay import Transition
 from actors.sinks import MetricWriter
 from broker.codec import bytes_to_state, decode_frame, encode_frame, state_to_bytes
@@ -41,6 +42,7 @@ from schemas.messages import (
     CheckpointSaved,
     CreditGranted,
     EpisodeFinished,
+    EvaluateHeader,
     EvaluationFinished,
     MetricsReported,
     ResumeHeader,
@@ -57,6 +59,9 @@ CHECKPOINT_EVERY_S = 30.0
 WEIGHTS_REPEAT_S = 1.0  # weights are sent again this often when no new version is due
 RESUME_TIMEOUT_S = 60.0
 LOCAL_CHECKPOINT_EVERY_S = 3.0  # the state a restarted trainer continues from
+# Learner states kept for the evaluations asked for and not yet heard back: the
+# evaluator takes only the newest request, so older ones may never be answered.
+PENDING_EVALUATIONS = 8
 
 
 class Trainer(Actor):
@@ -79,6 +84,9 @@ class Trainer(Actor):
         self.last_samples: SamplesHeader | TrainingBatchHeader | None = None
         self.losses: dict[str, list[float]] = defaultdict(list)
         self.next_eval = self.config.eval_interval_updates
+        # updates -> (env steps, learner state) of the evaluations asked for
+        self.pending_evaluations: OrderedDict[int, tuple[int, dict]] = OrderedDict()
+        self.solved_state: tuple[int, int, dict] | None = None  # updates, env steps, state
         self.env_steps_offset = 0
         self.outcome: tuple[str, str] | None = None  # set when the trainer ends the run
         self.checkpoints = 0
@@ -102,14 +110,18 @@ class Trainer(Actor):
         self.publish_checkpoint(final=False)  # the starting point, to compare against
 
         samples = self.topology.samples(self.run_id)
+        # The evaluate queue is declared here too: a request sent before the evaluator
+        # has started waits for it.
         self.bus.declare(samples, self.topology.credit(self.run_id))
+        self.bus.declare(self.topology.evaluate(self.run_id))
         self.bus.consume(samples, self.on_samples, prefetch=2)
         tap = self.topology.event_tap(
             f"trainer-{self.run_id}-{uuid.uuid4().hex[:8]}",
             self.topology.event_key(self.run_id, "episodes"),
+            self.topology.event_key(self.run_id, "evaluation"),
         )
         self.bus.declare(tap)
-        self.bus.consume(tap, self.on_episode, prefetch=500)
+        self.bus.consume(tap, self.on_event, prefetch=500)
         self.publish_status("running", started)
 
     @property
@@ -239,13 +251,32 @@ class Trainer(Actor):
         for name, value in metrics.items():
             self.losses[name].append(value)
 
-    def on_episode(self, delivery) -> None:
-        for event in expand_episodes([decode_message(delivery.body)]):
+    def on_event(self, delivery) -> None:
+        message = decode_message(delivery.body)
+        if isinstance(message, EvaluationFinished):
+            self.on_evaluation(message)
+            return
+        for event in expand_episodes([message]):
             if isinstance(event, EpisodeFinished):
                 key = (event.worker, event.incarnation, event.seq)
                 if key not in self.episodes:
                     self.sinks.episode(event.reward, event.length, self.env_steps)
                 self.episodes.add(key)
+
+    def on_evaluation(self, event: EvaluationFinished) -> None:
+        """The evaluator's score of a policy this trainer asked about."""
+        self.sinks.evaluation(event.mean_return, event.std_return, event.env_steps)
+        stop_reward = self.spec.stop_reward
+        if stop_reward is None or event.mean_return < stop_reward or self.outcome is not None:
+            return
+        self.outcome = (
+            "completed",
+            f"evaluation mean {event.mean_return:.1f} reached stop_reward {stop_reward:g}",
+        )
+        pending = self.pending_evaluations.get(event.updates)
+        if pending is not None:  # else a request of an earlier incarnation: keep the latest
+            env_steps, state = pending
+            self.solved_state = (event.updates, env_steps, state)
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -259,7 +290,7 @@ class Trainer(Actor):
             self.publish_weights()  # again, for workers that joined (or restarted) since
         if self.learner.updates >= self.next_eval:
             self.next_eval += self.config.eval_interval_updates
-            self.run_evaluation()
+            self.request_evaluation()
         if len(self.episodes) >= self.spec.target_episode and self.outcome is None:
             self.outcome = ("completed", f"{self.spec.target_episode} training episodes done")
         if self.metrics_due():
@@ -282,39 +313,27 @@ class Trainer(Actor):
             ),
         )
 
-    def run_evaluation(self) -> None:
-        policy = self.algorithm.policy_from_meta(
-            self.learner.network_meta(), self.learner.policy_state()
+    def request_evaluation(self) -> None:
+        """Ask the evaluator to score the policy as it is now, and keep the learner's
+        state until the answer comes: the final checkpoint of a run that reaches
+        `stop_reward` is the state that reached it, not the one training went on to."""
+        updates = self.learner.updates
+        self.pending_evaluations[updates] = (self.env_steps, self.learner.state())
+        while len(self.pending_evaluations) > PENDING_EVALUATIONS:
+            self.pending_evaluations.popitem(last=False)
+        header = EvaluateHeader(
+            run_id=self.run_id,
+            updates=updates,
+            env_steps=self.env_steps,
+            seed=self.spec.seed + 7 + updates,
+            network=self.learner.network_meta(),
         )
-        result = evaluate(
-            policy,
-            self.spec.env_id,
-            self.spec.env_params,
-            self.config.eval_episodes,
-            seed=self.spec.seed + 7 + self.learner.updates,
+        blob = np.frombuffer(state_to_bytes(self.learner.policy_state()), dtype=np.uint8)
+        self.bus.publish(
+            self.topology.data,
+            self.topology.data_key(self.run_id, "evaluate"),
+            encode_frame(header, {"safetensors": blob}),
         )
-        log.info(
-            "evaluation after %d updates: %.1f ± %.1f",
-            self.learner.updates,
-            result.mean,
-            result.std,
-        )
-        self.sinks.evaluation(result.mean, result.std, self.env_steps)
-        self.publish_event(
-            EvaluationFinished(
-                run_id=self.run_id,
-                env_steps=self.env_steps,
-                mean_return=result.mean,
-                std_return=result.std,
-                episodes=result.episodes,
-            )
-        )
-        stop_reward = self.spec.stop_reward
-        if stop_reward is not None and result.mean >= stop_reward and self.outcome is None:
-            self.outcome = (
-                "completed",
-                f"evaluation mean {result.mean:.1f} reached stop_reward {stop_reward:g}",
-            )
 
     def publish_metrics(self) -> None:
         now, steps, updates = time.monotonic(), self.env_steps, self.learner.updates
@@ -354,13 +373,20 @@ class Trainer(Actor):
             }
         return {}
 
-    def publish_checkpoint(self, final: bool) -> None:
+    def publish_checkpoint(self, final: bool, kept: tuple[int, int, dict] | None = None) -> None:
+        """The learner's state now, or `kept` (updates, env steps, state) from earlier."""
+        if kept is None:
+            updates, env_steps, state = self.learner.updates, self.env_steps, self.learner.state()
+            policy_version = self.version  # the newest weights the workers were sent
+        else:
+            updates, env_steps, state = kept
+            policy_version = updates // self.config.weights_publish_interval
         self.checkpoints += 1
         self.publish_event(
             CheckpointSaved(
                 run_id=self.run_id,
-                version=self.learner.updates,
-                env_steps=self.env_steps,
+                version=updates,
+                env_steps=env_steps,
                 episode=len(self.episodes),
                 final=final,
                 meta={
@@ -368,11 +394,11 @@ class Trainer(Actor):
                     "env_id": self.spec.env_id,
                     "env_params": self.spec.env_params,
                     "network": self.learner.network_meta(),
-                    "policy_version": self.version,
-                    "updates": self.learner.updates,
+                    "policy_version": policy_version,
+                    "updates": updates,
                     "format": f"safetensors; policy weights under {self.algorithm.policy_prefix}*",
                 },
-                weights=state_to_bytes(self.learner.state()),
+                weights=state_to_bytes(state),
             )
         )
         self.save_local()
@@ -380,7 +406,7 @@ class Trainer(Actor):
     def finish(self) -> None:
         """Final checkpoint, then the run's end: completed here, or as the stop said."""
         self.publish_metrics()
-        self.publish_checkpoint(final=True)
+        self.publish_checkpoint(final=True, kept=self.solved_state)
         if self.outcome is not None:
             status, reason = self.outcome
             self.publish_status(status, reason)

@@ -113,13 +113,14 @@ class Topology:
             auto_delete=True,
         )
 
-    def event_tap(self, owner: str, key: str) -> QueueSpec:
-        """A private, bounded view of some events (the trainer's count of episodes, a
-        live dashboard). Losing it loses nothing: the event log is the record."""
+    def event_tap(self, owner: str, *keys: str) -> QueueSpec:
+        """A private, bounded view of some events (the trainer's count of episodes and
+        its evaluations, a live dashboard). Losing it loses nothing: the event log is
+        the record."""
         return QueueSpec(
             name=f"{self.prefix}.tap.{owner}",
             exchange=self.events,
-            routing_keys=(key,),
+            routing_keys=keys,
             exclusive=True,
             auto_delete=True,
             arguments={"x-max-length": 10_000, "x-overflow": "drop-head"},
@@ -167,6 +168,17 @@ class Topology:
             f"weights.{worker}",
             self.data,
             f"run.{run_id}.weights",
+            **{"x-max-length": 1, "x-overflow": "drop-head"},
+        )
+
+    def evaluate(self, run_id: int) -> QueueSpec:
+        """The run's evaluator takes the newest evaluation request only: one it could not
+        start before a newer came is superseded, never queued behind it."""
+        return self._transient(
+            run_id,
+            "evaluate",
+            self.data,
+            f"run.{run_id}.evaluate",
             **{"x-max-length": 1, "x-overflow": "drop-head"},
         )
 

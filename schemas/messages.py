@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 SCHEMA_VERSION = 1
 Status = Literal["queued", "running", "completed", "stopping", "stopped", "failed"]
 FinalStatus = Literal["completed", "stopped", "failed"]
-Role = Literal["trainer", "buffer", "rollout"]
+Role = Literal["trainer", "buffer", "rollout", "evaluator"]
 
 
 class BadMessage(ValueError):
@@ -227,6 +227,9 @@ class EvaluationFinished(RunEvent):
     mean_return: float
     std_return: float
     episodes: int
+    updates: int | None = Field(
+        None, ge=0, description="the learner's update count of the policy evaluated"
+    )
 
 
 class CheckpointSaved(RunEvent):
@@ -324,6 +327,20 @@ class WeightsHeader(Message):
     )
 
 
+class EvaluateHeader(Message):
+    """routing key run.<id>.evaluate: the trainer asks the run's evaluator to score the
+    policy after `updates` updates; one array `safetensors` holding the policy's state,
+    `network` what rebuilds the policy (a checkpoint's `meta["network"]`). The queue
+    keeps only the newest request."""
+
+    type: Literal["evaluate"] = "evaluate"
+    run_id: int
+    updates: int = Field(ge=0)
+    env_steps: int = Field(0, ge=0)
+    seed: int
+    network: dict[str, Any]
+
+
 class ResumeHeader(Message):
     """routing key run.<id>.resume; one array `safetensors`: the learner state to continue
     from (networks, optimiser, counters). Durable until the run's trainer takes it."""
@@ -359,6 +376,7 @@ FRAME_HEADERS: tuple[type[Message], ...] = (
     SamplesHeader,
     TrainingBatchHeader,
     WeightsHeader,
+    EvaluateHeader,
     ResumeHeader,
     CreditGranted,
 )

@@ -250,7 +250,8 @@ def run_in_process(spec: RunSpec, timeout: float = 60.0, resume_state: bytes = b
         except BaseException as exc:
             failures.append(exc)
 
-    roles = [("trainer", 0), ("buffer", 0)] + [("rollout", w) for w in range(spec.num_workers)]
+    roles = [("trainer", 0), ("buffer", 0), ("evaluator", 0)]
+    roles += [("rollout", w) for w in range(spec.num_workers)]
     threads = [threading.Thread(target=play, args=r, daemon=True) for r in roles]
     for thread in threads:
         thread.start()

@@ -343,7 +343,7 @@ async def test_stop_ends_every_actor_process_within_5_seconds(api, agents):
     model_id = body["id"]
     await wait_for(api, model_id, lambda m: m["current_episode"] >= 20, timeout=90)
     actors = child_pids(agent.pid)
-    assert len(actors) == 4  # trainer, buffer and two rollout workers
+    assert len(actors) == 5  # trainer, buffer, evaluator and two rollout workers
 
     status, answer = await api.post("/stop-train/", json={"model_id": model_id})
     assert status == 200 and answer["data"]["status"] == "stopping"

@@ -325,6 +325,38 @@ async def test_a_killed_rollout_worker_is_restarted_and_the_run_completes(build,
     assert {i for _, i in incarnations} == {0, 1}, model["status_history"]
 
 
+async def test_a_killed_evaluator_is_restarted_and_evaluations_go_on(build, mysql_server):
+    stack = await build(MYSQL_URL, AMQP_URL)
+    agent = stack.agents.start("solo")
+    hyper = {**RUN["hyperparameters"], "eval_interval_updates": 100, "eval_episodes": 2}
+    model_id = await start_run(stack, target_episode=100_000, hyperparameters=hyper)
+
+    def evaluated(n: int):
+        return lambda m: m["status"] in TERMINAL or len(m["evaluations"]) >= n
+
+    model = await wait_for(stack.api, model_id, evaluated(2), timeout=90, every=0.3)
+    assert model["status"] == "running", model["status_history"]
+    (victim,) = actor_pids(agent.pid, "evaluator")
+    os.kill(victim, signal.SIGKILL)
+
+    def restarted(m) -> bool:
+        reasons = [h["reason"] or "" for h in m["status_history"]]
+        return any("restarted as evaluator-" in r for r in reasons)
+
+    model = await wait_for(stack.api, model_id, restarted, timeout=30, every=0.3)
+    last = max(e["env_steps"] for e in model["evaluations"])
+
+    def evaluated_again(m) -> bool:  # the detail lists the 20 newest evaluations
+        newer = [e for e in m["evaluations"] if e["env_steps"] > last]
+        return m["status"] in TERMINAL or len(newer) >= 2
+
+    model = await wait_for(stack.api, model_id, evaluated_again, timeout=60, every=0.3)
+    assert model["status"] == "running", model["status_history"]
+    assert actor_pids(agent.pid, "evaluator") - {victim}
+    await stack.api.post("/stop-train/", json={"model_id": model_id})
+    await wait_for(stack.api, model_id, lambda m: m["status"] in TERMINAL, timeout=30)
+
+
 # ---- 2. the trainer killed ---------------------------------------------------------------
 
 RESTORED = re.compile(
@@ -490,7 +522,7 @@ async def test_a_killed_agent_fails_its_runs_and_leaves_no_actor_behind(build, m
     await midway(stack, model_id, 100)
     await until(lambda: heartbeat_stored(stack.db_url, model_id), 20, "a heartbeat is stored")
     actors = child_pids(agent.pid)
-    assert len(actors) == 4
+    assert len(actors) == 5  # trainer, buffer, evaluator and two rollout workers
     agent.send_signal(signal.SIGKILL)
     agent.wait()
     killed_at = time.monotonic()
