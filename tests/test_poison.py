@@ -219,7 +219,7 @@ async def test_an_agent_dead_letters_poison_commands_and_carries_on(env: Env, ki
     counted = KINDS[kind]
     assert bus.counts["dead_lettered"] == bus.counts[f"dead_lettered.{counted}"] == 1
     assert bus.counts["retried"] == (DELIVERY_LIMIT - 1 if counted == "failing" else 0)
-    assert sorted(launcher.launched) == [("buffer", 7), ("trainer", 7)]
+    assert sorted(launcher.launched) == [("buffer", 7), ("evaluator", 7), ("trainer", 7)]
 
 
 def test_only_commands_and_events_have_a_size_limit():
