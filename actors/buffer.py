@@ -39,7 +39,7 @@ BATCHES_PER_FRAME = 4  # minibatches per samples frame
 IN_FLIGHT = 4  # sample frames the trainer may have unconsumed
 BACKLOG_FRAMES = 64  # experience pieces held while the rate limiter blocks inserts
 # Transitions inserted at a time. The rate limiter's error buffer has to cover one insert,
-# so an experience frame (EXPERIENCE_BATCH, sized for the worker's cost of publishing) is
+# so an experience frame (up to FRAME_BYTES, sized for the worker's cost of publishing) is
 # inserted in pieces: the learner stays as close to the configured ratio as it did with
 # small frames, instead of running dozens of updates ahead on a big one.
 INSERT_CHUNK = 32

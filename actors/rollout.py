@@ -5,7 +5,7 @@ What it collects is the algorithm's (actors/algorithm.py `Algorithm.make_collect
 - replay path (DQN, SAC): each step acts on all of its sub-environments at once (one
   batched forward pass) with the algorithm's exploration (DQN: Ape-X fixed epsilons per
   actor or an annealed schedule; SAC: uniform warm-up, then the actor's samples), and
-  ships transitions in frames of `EXPERIENCE_BATCH` (a shorter one once the frame is
+  ships transitions in frames of up to `FRAME_BYTES` (a shorter one once the frame is
   `FRAME_MAX_AGE_S` old, or when it is about to pause), tagged with the policy version
   that produced them. New weights are looked for between steps (every `POLL_EVERY_S`),
   never waited for — except that a worker which has run `max_steps_per_version` steps

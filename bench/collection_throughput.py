@@ -21,7 +21,7 @@ one thread on both sides, as `actors.runner` sets it.
   ``--actor-nice 10`` to measure it as deployed. With ``--broker memory://`` the
   in-process transport cannot cross processes, so the worker is a thread of this
   process, launched as `runt up` launches it (`actors.launch.ThreadLauncher`).
-  It builds `Transition` batches, encodes a frame every `EXPERIENCE_BATCH` transitions (or
+  It builds `Transition` batches, encodes a frame every `FRAME_BYTES` of transitions (or
   `FRAME_MAX_AGE_S`),
   publishes it without a confirm (bulk data), reports finished episodes in one
   persistent `episodes` event every 0.25 s (confirmed in a publishing thread of its

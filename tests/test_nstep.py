@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from actors.algorithm import TransitionCollector
+from actors.algorithm import FRAME_BYTES, TransitionCollector, frame_rows
 from actors.dqn import DQNConfig, DQNLearner, double_dqn_target, n_step_discounts
 from actors.envs import EnvSpaces, VectorCollector, make_vector_env
 from actors.nstep import NStepTransitions
@@ -178,6 +178,43 @@ def test_a_frame_goes_out_when_full_or_when_its_first_step_is_old():
     # fast: 10 steps of 4 fill a frame long before 20 ms; slow: steps are 50 ms apart,
     # so a frame goes out with its second step
     assert sizes == [40] * 3 + [8] * 15
+    envs.close()
+
+
+def test_frames_are_sized_by_their_bytes():
+    """Without a `batch`, a frame holds what fits in FRAME_BYTES: CartPole's rows are 49
+    bytes (obs and next_obs 4 float32 each, an int64 action, a float32 reward, a bool,
+    an int32 horizon); a wide observation gets fewer rows, never none."""
+    cartpole = Transition(
+        obs=np.zeros((8, 4), np.float32),
+        action=np.zeros(8, np.int64),
+        reward=np.zeros(8, np.float32),
+        next_obs=np.zeros((8, 4), np.float32),
+        terminated=np.zeros(8, bool),
+        horizon=np.ones(8, np.int32),
+    )
+    assert frame_rows(cartpole) == FRAME_BYTES // 49
+    image = cartpole._replace(
+        obs=np.zeros((8, 84, 84, 4), np.uint8), next_obs=np.zeros((8, 84, 84, 4), np.uint8)
+    )
+    assert frame_rows(image) == max(1, FRAME_BYTES // (2 * 84 * 84 * 4 + 17))
+    huge = cartpole._replace(obs=np.zeros((8, 2**16), np.float32))
+    assert frame_rows(huge) == 1
+
+    envs = make_vector_env("CartPole-v1", None, 8, seed=1)
+    collector = TransitionCollector(
+        VectorCollector(envs, seed=1),
+        lambda obs, steps: np.zeros(len(obs), dtype=np.int64),
+        max_age_s=float("inf"),
+    )
+    sizes = []
+    while len(sizes) < 2:
+        arrays, _, _ = collector.collect(0)
+        if arrays is not None:
+            sizes.append(len(arrays["reward"]))
+            frame_bytes = sum(a.nbytes for a in arrays.values())
+            assert FRAME_BYTES - 8 * 49 < frame_bytes <= FRAME_BYTES + 8 * 49
+    assert sizes == [FRAME_BYTES // 49 + 7] * 2  # whole steps of 8: 1,337 rounded up
     envs.close()
 
 
