@@ -10,11 +10,15 @@ is evaluated every N env steps, where N is what runt's trainer of the same algor
 does between two evaluations: for DQN ``eval_interval_updates x batch_size /
 samples_per_insert`` of the preset (500 env steps with 250 / 64 / 32), because the
 buffer's rate limiter fixes updates per env step; for PPO ``eval_interval_updates x
-num_workers x envs_per_worker x n_steps`` (512 with 2 / 1 / 8 / 32). Evaluation time
-counts for every contender (runt's trainer evaluates inline and cannot be paused from
-outside), and both baselines evaluate with runt's own `actors.evaluate.evaluate` (10
+num_workers x envs_per_worker x n_steps`` (512 with 2 / 1 / 8 / 32). The baselines
+evaluate inline, in their training loop, with runt's own `actors.evaluate.evaluate` (10
 sub-environments, one episode each, seeds fresh per evaluation), so an evaluation costs
-each of them the same for a policy of the same quality. torch runs 1 thread in every
+each of them what it costs runt for a policy of the same quality; their clock runs
+through it. runt evaluates as it is deployed: its trainer sends the policy to the run's
+evaluator actor and learns on while that plays on another core (actors/evaluator.py).
+Each baseline trial reports the seconds it spent evaluating ("eval s"), and the report
+prints a third ratio with those seconds taken out, which charges neither side for
+evaluating (a diagnostic; the target is the wall-clock ratio). torch runs 1 thread in every
 process (runt's actor processes set it in `actors.runner`, the baselines set it before
 training), and every contender trains at the same CPU priority: the agent is started
 with ``agent.actor_nice`` 0 (``--actor-nice``), since a deployment's default of 10 hands
@@ -58,9 +62,9 @@ Report: one row per trial, then per contender the solved fraction and the median
 wall-clock time, of time after startup and of env steps (an unsolved trial counts as
 infinitely long, so a median is "unsolved" when half or more did not solve), then the
 ratios runt/baseline and runt-ppo/baseline of the median wall-clock times (target <=
-1.0), and the same ratios for time after startup. Trials are interleaved (seed 0 of
-every contender, then seed 1, ...), so a change in machine load hits every contender
-alike. Exit status 0 whatever the verdict; 1 if setup fails.
+1.0), and the same ratios for time after startup and without the baselines' evaluation
+time. Trials are interleaved (seed 0 of every contender, then seed 1, ...), so a change
+in machine load hits every contender alike. Exit status 0 whatever the verdict; 1 if setup fails.
 
 How to run
 ----------

@@ -84,6 +84,7 @@ def sb3_child(args: argparse.Namespace) -> int:
             super().__init__()
             self.next_eval = args.eval_every
             self.reason = "budget"
+            self.eval_s = 0.0  # spent evaluating, inline in the training loop
 
         @staticmethod
         def elapsed() -> float:
@@ -98,8 +99,16 @@ def sb3_child(args: argparse.Namespace) -> int:
             while self.next_eval <= self.num_timesteps:
                 self.next_eval += args.eval_every
             seed = args.seed + 7 + self.num_timesteps
+            began = time.perf_counter()
             result = evaluate(GreedySB3(self.model), env_id, None, EVAL_EPISODES, seed=seed)
-            emit(event="eval", steps=self.num_timesteps, mean=result.mean, t=self.elapsed())
+            self.eval_s += time.perf_counter() - began
+            emit(
+                event="eval",
+                steps=self.num_timesteps,
+                mean=result.mean,
+                t=self.elapsed(),
+                eval_s=self.eval_s,
+            )
             if result.mean >= SOLVED_MEAN:
                 self.reason = "solved"
                 return False
@@ -187,6 +196,7 @@ def run_child_trial(args: argparse.Namespace, contender: str, seed: int, every: 
                 if msg["mean"] >= SOLVED_MEAN and not trial.solved:
                     trial.solved, trial.env_steps = True, msg["steps"]
                     trial.wall_s = (trial.startup_s or 0.0) + msg["t"]
+                    trial.eval_s = msg.get("eval_s")
             elif msg["event"] == "end" and not trial.solved:
                 trial.note = f"{msg['reason']} at {msg['steps']} steps"
         proc.wait()

@@ -69,6 +69,9 @@ class Trial:
     wall_s: float = math.inf  # launch/submission -> solved evaluation received
     startup_s: float | None = None
     env_steps: float = math.inf  # at the solved evaluation
+    # Of wall_s, the seconds spent evaluating in the training loop (the baselines; runt's
+    # evaluator runs beside its trainer, so None there)
+    eval_s: float | None = None
     evaluations: int = 0
     best_mean: float | None = None
     note: str = ""
