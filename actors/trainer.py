@@ -114,7 +114,9 @@ class Trainer(Actor):
         # has started waits for it.
         self.bus.declare(samples, self.topology.credit(self.run_id))
         self.bus.declare(self.topology.evaluate(self.run_id))
-        self.bus.consume(samples, self.on_samples, prefetch=2)
+        # No ack per frame (a tenth of the trainer's time went to them): the buffer's
+        # credit bounds the frames in flight, and a frame that fails is dropped either way.
+        self.bus.consume(samples, self.on_samples, auto_ack=True)
         tap = self.topology.event_tap(
             f"trainer-{self.run_id}-{uuid.uuid4().hex[:8]}",
             self.topology.event_key(self.run_id, "episodes"),

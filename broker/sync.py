@@ -85,6 +85,7 @@ class _Consumer:
     handler: Handler
     prefetch: int
     manual: bool = False
+    auto_ack: bool = False
 
 
 class Bus:
@@ -392,13 +393,27 @@ class Bus:
     # ---- consuming ---------------------------------------------------------------------------
 
     def consume(
-        self, queue: QueueSpec, handler: Handler, *, prefetch: int = 16, manual: bool = False
+        self,
+        queue: QueueSpec,
+        handler: Handler,
+        *,
+        prefetch: int = 16,
+        manual: bool = False,
+        auto_ack: bool = False,
     ) -> None:
         """Declare `queue` and hand its messages to `handler` from now on (in `poll`).
 
         manual=True leaves settling to the caller, who passes each delivery to `settle`
-        on this Bus's thread later (the async bridge of broker/aio.py does)."""
-        consumer = _Consumer(queue, handler, prefetch, manual)
+        on this Bus's thread later (the async bridge of broker/aio.py does).
+
+        auto_ack=True: the broker forgets a message once it is sent (AMQP no-ack), so
+        there is no ack to send per message and no prefetch window. Only for a transient
+        queue without a dead-letter exchange whose flow the application bounds (the
+        trainer's sample frames, bounded by its credit): a message whose handler fails is
+        dropped, as rejecting it would drop it there."""
+        if auto_ack and (queue.durable or "x-dead-letter-exchange" in queue.arguments):
+            raise ValueError(f"{queue.name}: auto_ack would lose what this queue keeps")
+        consumer = _Consumer(queue, handler, prefetch, manual, auto_ack)
         self._queues[queue.name] = queue
         self._consumers.append(consumer)
         if self._conn is not None:
@@ -415,8 +430,8 @@ class Bus:
             conn.channel(),
             queues=[kombu_queue(consumer.queue)],
             on_message=on_message,
-            prefetch_count=consumer.prefetch,
-            no_ack=False,
+            prefetch_count=None if consumer.auto_ack else consumer.prefetch,
+            no_ack=consumer.auto_ack,
         ).consume()
 
     def poll(self, timeout: float = 0.0, *, max_messages: int = 1000) -> int:
@@ -470,7 +485,8 @@ class Bus:
         if error is not None and not isinstance(error, Declined):
             log_failure(log, delivery, outcome, error)
             count_outcome(self.counts, consumer.queue, outcome, error)
-        self.settle(delivery, outcome)
+        if not consumer.auto_ack:  # else the broker has forgotten it already
+            self.settle(delivery, outcome)
 
     def settle(self, delivery: Delivery, outcome: Outcome) -> None:
         """Ack or reject one delivery of this Bus: the only place that does."""

@@ -31,6 +31,7 @@ from schemas.messages import (
     EpisodeFinished,
     ExperienceHeader,
     RunSpec,
+    SamplesHeader,
     StartRun,
     StopRun,
     WeightsHeader,
@@ -375,6 +376,33 @@ async def test_bad_frames_on_data_queues_are_dropped_and_counted(env: Env):
     assert frames == [3]
     assert actor.counts["discarded"] == actor.counts["discarded.malformed"] == 1
     assert actor.counts["dead_lettered"] == 0
+
+
+async def test_frames_consumed_without_acks_are_gone_once_handled(env: Env):
+    """The trainer takes sample frames with auto_ack: each arrives once, a bad one is
+    dropped and counted as on any data queue, and none is delivered again to the next
+    consumer of the queue (nothing was left unacknowledged)."""
+    t, trainer, seqs = env.topology, env.bus("trainer"), []
+    settled: list[Delivery] = []
+    trainer.settle = lambda delivery, outcome: settled.append(delivery)  # no ack is sent
+    trainer.declare(t.samples(1))
+    for seq in range(5):
+        frame = encode_frame(SamplesHeader(run_id=1, seq=seq), {})
+        trainer.publish(t.data, t.data_key(1, "samples"), frame if seq != 2 else b"bad")
+    trainer.consume(t.samples(1), lambda d: seqs.append(decode_frame(d.body)[0].seq), auto_ack=True)
+    await until(lambda: len(seqs) == 4, trainer)
+    await drain(trainer)
+    assert seqs == [0, 1, 3, 4]
+    assert trainer.counts["discarded"] == trainer.counts["discarded.malformed"] == 1
+    assert settled == []
+    trainer.close()
+
+    again, later = env.bus("trainer-again"), []
+    again.consume(t.samples(1), lambda d: later.append(d), prefetch=10)
+    await drain(again, 0.5)
+    assert later == []
+    with pytest.raises(ValueError, match="auto_ack"):
+        again.consume(t.event_log(), lambda d: None, auto_ack=True)
 
 
 async def test_oversized_messages_are_dead_lettered_unread(env: Env):
