@@ -305,14 +305,16 @@ class Trainer(Actor):
     def publish_weights(self) -> None:
         self.version = self.learner.updates // self.config.weights_publish_interval
         self.weights_sent_at = time.monotonic()
+        header = WeightsHeader(run_id=self.run_id, version=self.version, epoch=self.incarnation)
+        self.publish_policy("weights", header)
+
+    def publish_policy(self, kind: str, header: WeightsHeader | EvaluateHeader) -> None:
+        """The learner's acting weights as safetensors behind `header`, on run.<id>.<kind>."""
         blob = np.frombuffer(state_to_bytes(self.learner.policy_state()), dtype=np.uint8)
         self.bus.publish(
             self.topology.data,
-            self.topology.data_key(self.run_id, "weights"),
-            encode_frame(
-                WeightsHeader(run_id=self.run_id, version=self.version, epoch=self.incarnation),
-                {"safetensors": blob},
-            ),
+            self.topology.data_key(self.run_id, kind),
+            encode_frame(header, {"safetensors": blob}),
         )
 
     def request_evaluation(self) -> None:
@@ -320,9 +322,10 @@ class Trainer(Actor):
         state until the answer comes: the final checkpoint of a run that reaches
         `stop_reward` is the state that reached it, not the one training went on to."""
         updates = self.learner.updates
-        self.pending_evaluations[updates] = (self.env_steps, self.learner.state())
-        while len(self.pending_evaluations) > PENDING_EVALUATIONS:
-            self.pending_evaluations.popitem(last=False)
+        if self.spec.stop_reward is not None:  # else no evaluation ends the run
+            self.pending_evaluations[updates] = (self.env_steps, self.learner.state())
+            while len(self.pending_evaluations) > PENDING_EVALUATIONS:
+                self.pending_evaluations.popitem(last=False)
         header = EvaluateHeader(
             run_id=self.run_id,
             updates=updates,
@@ -330,12 +333,7 @@ class Trainer(Actor):
             seed=self.spec.seed + 7 + updates,
             network=self.learner.network_meta(),
         )
-        blob = np.frombuffer(state_to_bytes(self.learner.policy_state()), dtype=np.uint8)
-        self.bus.publish(
-            self.topology.data,
-            self.topology.data_key(self.run_id, "evaluate"),
-            encode_frame(header, {"safetensors": blob}),
-        )
+        self.publish_policy("evaluate", header)
 
     def publish_metrics(self) -> None:
         now, steps, updates = time.monotonic(), self.env_steps, self.learner.updates

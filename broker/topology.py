@@ -20,6 +20,8 @@ RUN_QUEUE_EXPIRES_MS = 10 * 60 * 1000  # an unused run queue disappears after 10
 EXPERIENCE_MAX_LENGTH = 256  # experience frames waiting for the buffer
 SAMPLES_MAX_LENGTH = 64  # sample frames waiting for the trainer
 RESUME_EXPIRES_MS = 24 * 3600 * 1000
+# A queue that holds one message, the newest (weights, evaluation requests)
+NEWEST_ONLY = {"x-max-length": 1, "x-overflow": "drop-head"}
 # Routing key of the event log's "stored" notices on the events exchange (outside
 # `run.#`, so the event log never takes them back in).
 STORED_KEY = "stored"
@@ -168,7 +170,7 @@ class Topology:
             f"weights.{worker}",
             self.data,
             f"run.{run_id}.weights",
-            **{"x-max-length": 1, "x-overflow": "drop-head"},
+            **NEWEST_ONLY,
         )
 
     def evaluate(self, run_id: int) -> QueueSpec:
@@ -179,7 +181,7 @@ class Topology:
             "evaluate",
             self.data,
             f"run.{run_id}.evaluate",
-            **{"x-max-length": 1, "x-overflow": "drop-head"},
+            **NEWEST_ONLY,
         )
 
     def resume(self, run_id: int) -> QueueSpec:
