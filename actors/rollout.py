@@ -96,7 +96,9 @@ class RolloutWorker(Actor):
         self.shipped_epoch = 0  # ... and the trainer incarnation of that version
         self.pending_version = 0  # the version of the last step collected
         self.seq = 0
-        self.finished: list[dict] = []  # EpisodeRecord fields, not yet reported
+        # Finished episodes not yet reported, as the columns of an `EpisodesFinished`:
+        # returns, lengths, the worker's env steps and the policy version at their end.
+        self.finished: tuple[list[float], list[int], list[int], list[int]] = ([], [], [], [])
         # When the next report and the next broker poll are due (time.monotonic()): one
         # clock read a step serves both.
         self.report_at = time.monotonic() + EPISODES_EVERY_S
@@ -176,7 +178,7 @@ class RolloutWorker(Actor):
         if now >= self.report_at:
             self.report_at = now + EPISODES_EVERY_S
             self.report_episodes()
-        elif len(self.finished) >= EPISODES_PER_EVENT:
+        elif len(self.finished[0]) >= EPISODES_PER_EVENT:
             self.report_episodes()
         if arrays is not None:
             self.ship(arrays, version)
@@ -198,21 +200,15 @@ class RolloutWorker(Actor):
             self.paused_at = None
 
     def record(self, episodes: list[Episode], version: int) -> None:
-        """Number the finished episodes. Kept as the fields of an `EpisodeRecord`, which
-        `EpisodesFinished` validates in one go (a record object each cost twice as much)."""
-        finished, seq, env_steps = self.finished, self.seq, self.env_steps
+        """Number the finished episodes: they take the next sequence numbers."""
+        rewards, lengths, env_steps, versions = self.finished
+        steps = self.env_steps
         for _, reward, length in episodes:
-            finished.append(
-                {
-                    "seq": seq,
-                    "reward": reward,
-                    "length": length,
-                    "env_steps": env_steps,
-                    "policy_version": version,
-                }
-            )
-            seq += 1
-        self.seq = seq
+            rewards.append(reward)
+            lengths.append(length)
+            env_steps.append(steps)
+            versions.append(version)
+        self.seq += len(episodes)
 
     def ship_pending(self) -> None:
         """Replay path: the transitions of a frame not yet full, before the worker
@@ -225,14 +221,19 @@ class RolloutWorker(Actor):
     def report_episodes(self) -> None:
         """The episodes finished since the last report, as one confirmed event (confirmed
         in the publisher's thread; `finish` waits for it)."""
-        if self.finished:
+        rewards, lengths, env_steps, versions = self.finished
+        if rewards:
             event = EpisodesFinished(
                 run_id=self.run_id,
                 worker=self.worker,
                 incarnation=self.incarnation,
-                episodes=self.finished,
+                first_seq=self.seq - len(rewards),
+                rewards=rewards,
+                lengths=lengths,
+                env_steps=env_steps,
+                policy_versions=versions,
             )
-            self.finished = []
+            self.finished = ([], [], [], [])
             key = self.topology.event_key(self.run_id, event.type)
             self.publisher.publish_message(self.topology.events, key, event)
 

@@ -314,7 +314,7 @@ class Drain:
         if isinstance(event, StatusChanged) and event.status == "failed":
             self.failed = event.reason or "failed"
         elif event.type in ("episode", "episodes"):
-            count = len(event.episodes) if event.type == "episodes" else 1
+            count = len(event.rewards) if event.type == "episodes" else 1
             self.episodes += count if self.window.start is not None else 0
 
 

@@ -46,7 +46,7 @@ from broker.sync import make_bus
 from broker.topology import Topology
 from schemas.api import TrainRequest
 from schemas.config import DatabaseConfig
-from schemas.messages import EpisodeRecord, EpisodesFinished
+from schemas.messages import EpisodesFinished
 from web import store
 from web.db import Database
 from web.eventlog import EventLog
@@ -75,13 +75,20 @@ def events(run_ids: list[int], workers: int, records: int, per_event: int):
             count = min(per_event, records - sent)
             if count <= 0:
                 return
-            batch = [
-                EpisodeRecord(seq=seq + i, reward=float((seq + i) % 500), length=20 + i % 30)
-                for i in range(count)
-            ]
             seqs[(run, worker)] = seq + count
             sent += count
-            yield run, EpisodesFinished(run_id=run, worker=worker, episodes=batch)
+            yield (
+                run,
+                EpisodesFinished(
+                    run_id=run,
+                    worker=worker,
+                    first_seq=seq,
+                    rewards=[float((seq + i) % 500) for i in range(count)],
+                    lengths=[20 + i % 30 for i in range(count)],
+                    env_steps=[0] * count,
+                    policy_versions=[0] * count,
+                ),
+            )
 
 
 def publish(url: str, topology: Topology, stream) -> int:

@@ -10,9 +10,10 @@ of the `*Header` records below.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 Status = Literal["queued", "running", "completed", "stopping", "stopped", "failed"]
@@ -162,37 +163,84 @@ class EpisodeFinished(RunEvent):
     policy_version: int = 0
 
 
-class EpisodeRecord(BaseModel):
-    """One episode inside an `EpisodesFinished` batch."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    seq: int = Field(ge=0)
-    reward: float
-    length: int = Field(ge=0)
-    env_steps: int = Field(0, ge=0)
-    policy_version: int = 0
+NonNegativeInt = Annotated[int, Field(ge=0)]
+MAX_EPISODES_PER_EVENT = 10_000
 
 
 class EpisodesFinished(RunEvent):
-    """The episodes one worker finished in the last moments, in order: one confirmed
-    event per ~0.25 s instead of one per episode (which cost a worker most of its time).
-    The event log stores each as if it had come alone."""
+    """The episodes one worker finished in the last moments, in order, as columns:
+    episode i has sequence number `first_seq + i`, return `rewards[i]` and length
+    `lengths[i]`, and ended when the worker had taken `env_steps[i]` env steps, acting
+    with policy `policy_versions[i]`. The event log stores each as if it had come alone.
+
+    One confirmed event per ~0.25 s instead of one per episode (which cost a worker most
+    of its time); columns instead of a record per episode because a worker on a short
+    environment finishes thousands a second, and validating and encoding a record each
+    took it ~2 us of every ~130 us step (lists of numbers are checked in one go)."""
 
     type: Literal["episodes"] = "episodes"
     worker: int
     incarnation: int = 0
-    episodes: list[EpisodeRecord] = Field(min_length=1, max_length=10_000)
+    first_seq: int = Field(ge=0)
+    rewards: list[float] = Field(min_length=1, max_length=MAX_EPISODES_PER_EVENT)
+    lengths: list[NonNegativeInt]
+    env_steps: list[NonNegativeInt]
+    policy_versions: list[int]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_records(cls, data: Any) -> Any:
+        """Events of earlier releases carry `episodes`, a list of {seq, reward, length,
+        env_steps, policy_version} records with consecutive seqs: still read, so an
+        upgrade does not dead-letter what waits in the event log."""
+        if not isinstance(data, dict) or "episodes" not in data:
+            return data
+        data = dict(data)
+        records = data.pop("episodes")
+        if not isinstance(records, list) or not records:
+            raise ValueError("episodes: a non-empty list of records is needed")
+        try:
+            first = records[0]["seq"]
+            seqs = [r["seq"] for r in records]
+            columns = {
+                "rewards": [r["reward"] for r in records],
+                "lengths": [r["length"] for r in records],
+                "env_steps": [r.get("env_steps", 0) for r in records],
+                "policy_versions": [r.get("policy_version", 0) for r in records],
+            }
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"episodes: a record lacks {exc}") from None
+        if not isinstance(first, int) or seqs != list(range(first, first + len(seqs))):
+            raise ValueError("episodes: sequence numbers must be consecutive integers")
+        return {**data, "first_seq": first, **columns}
+
+    @model_validator(mode="after")
+    def _columns_match(self) -> EpisodesFinished:
+        count = len(self.rewards)
+        for name in ("lengths", "env_steps", "policy_versions"):
+            if len(getattr(self, name)) != count:
+                raise ValueError(f"{name}: {len(getattr(self, name))} values for {count} rewards")
+        return self
+
+    def records(self) -> Iterator[tuple[int, float, int, int, int]]:
+        """(seq, reward, length, env_steps, policy_version) of each episode, in order."""
+        seqs = range(self.first_seq, self.first_seq + len(self.rewards))
+        columns = (self.rewards, self.lengths, self.env_steps, self.policy_versions)
+        return zip(seqs, *columns, strict=True)
 
     def expand(self) -> list[EpisodeFinished]:
+        common = {"run_id": self.run_id, "worker": self.worker, "incarnation": self.incarnation}
         return [
             EpisodeFinished(
-                event_id=f"{self.event_id}:{record.seq}",
-                run_id=self.run_id,
-                worker=self.worker,
-                incarnation=self.incarnation,
-                **record.model_dump(),
+                event_id=f"{self.event_id}:{seq}",
+                seq=seq,
+                reward=reward,
+                length=length,
+                env_steps=env_steps,
+                policy_version=version,
+                **common,
             )
-            for record in self.episodes
+            for seq, reward, length, env_steps, version in self.records()
         ]
 
 

@@ -174,12 +174,16 @@ def test_large_checkpoints_fit(database, run_id):
 
 
 def test_a_batch_of_episodes_is_stored_as_its_episodes_once(database, run_id):
-    from schemas.messages import EpisodeRecord, EpisodesFinished, decode_message
+    from schemas.messages import EpisodesFinished, decode_message
 
     batch = EpisodesFinished(
         run_id=run_id,
         worker=1,
-        episodes=[EpisodeRecord(seq=seq, reward=float(seq), length=seq + 1) for seq in range(3)],
+        first_seq=0,
+        rewards=[0.0, 1.0, 2.0],
+        lengths=[1, 2, 3],
+        env_steps=[10, 20, 30],
+        policy_versions=[0, 0, 1],
     )
     assert decode_message(batch.encode()) == batch
     database.call(apply_events, [episode(run_id, 0, 0, 9.0), batch])

@@ -19,7 +19,7 @@ from actors.launch import ThreadChild
 from broker.abc import Delivery, OversizedMessage, check_size
 from broker.topology import DELIVERY_LIMIT, Topology
 from schemas.api import TrainRequest
-from schemas.messages import EpisodeRecord, EpisodesFinished, RunSpec, StartRun
+from schemas.messages import EpisodesFinished, RunSpec, StartRun
 from tests.conftest import Api, login
 from tests.test_broker_contract import Env, collect_dead_letters, opened, until
 from web import store
@@ -39,10 +39,15 @@ async def env(amqp_url):
 
 
 def episodes(run_id: int, first_seq: int, count: int = 3, length: int = 10) -> EpisodesFinished:
-    records = [
-        EpisodeRecord(seq=first_seq + i, reward=float(i), length=length) for i in range(count)
-    ]
-    return EpisodesFinished(run_id=run_id, worker=0, episodes=records)
+    return EpisodesFinished(
+        run_id=run_id,
+        worker=0,
+        first_seq=first_seq,
+        rewards=[float(i) for i in range(count)],
+        lengths=[length] * count,
+        env_steps=[0] * count,
+        policy_versions=[0] * count,
+    )
 
 
 def poison_bodies(good: EpisodesFinished) -> dict[str, bytes]:

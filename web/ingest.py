@@ -86,7 +86,8 @@ def _episode_records(events: list) -> list[tuple[int, int, int, float, int]]:
     for event in events:
         if isinstance(event, EpisodesFinished):
             w, i = event.worker, event.incarnation
-            records.extend((w, i, r.seq, r.reward, r.length) for r in event.episodes)
+            rows = event.records()
+            records.extend((w, i, seq, reward, length) for seq, reward, length, _, _ in rows)
         else:
             records.append((event.worker, event.incarnation, event.seq, event.reward, event.length))
     return records
