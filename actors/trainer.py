@@ -27,6 +27,7 @@ import os
 import time
 import uuid
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +60,55 @@ CHECKPOINT_EVERY_S = 30.0
 WEIGHTS_REPEAT_S = 1.0  # weights are sent again this often when no new version is due
 RESUME_TIMEOUT_S = 60.0
 LOCAL_CHECKPOINT_EVERY_S = 3.0  # the state a restarted trainer continues from
-# Learner states kept for the evaluations asked for and not yet heard back: the
-# evaluator takes only the newest request, so older ones may never be answered.
+# Learner states kept for the evaluations asked for and not yet heard back (`KeptStates`).
 PENDING_EVALUATIONS = 8
+EVALUATION_STALL_S = 30.0  # ... after which the oldest may go, to ask again
+
+
+class KeptStates:
+    """The learner states of the evaluation requests not yet answered, so that a run
+    that reaches `stop_reward` ends with the state that was evaluated.
+
+    The evaluate queue keeps only the newest request, and the evaluator plays one at a
+    time: when an answer for `updates` U comes, every request before U was dropped or
+    answered, so those states go. The request being played may be any of the ones
+    kept, so none is dropped to make room: while `limit` are kept, `offer` says no and
+    the trainer sends nothing (the queue holds a request already) — unless the oldest
+    is `stall_s` old (an evaluator that died while playing it, with nothing queued),
+    which then goes. States are known by `updates` alone: an answer to a request of an
+    earlier incarnation of the trainer finds nothing (or drops states of this one that
+    it outnumbers), and the run then keeps its current state, as it would without them.
+    """
+
+    def __init__(
+        self,
+        limit: int = PENDING_EVALUATIONS,
+        stall_s: float = EVALUATION_STALL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.limit, self.stall_s, self.clock = limit, stall_s, clock
+        self.states: OrderedDict[int, tuple[float, int, dict]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def offer(self, updates: int, env_steps: int, state: Callable[[], dict]) -> bool:
+        """Keep `state()` for a request at `updates`; False: do not send it now."""
+        if len(self.states) >= self.limit:
+            asked_at = next(iter(self.states.values()))[0]
+            if self.clock() - asked_at < self.stall_s:
+                return False
+            self.states.popitem(last=False)
+        self.states[updates] = (self.clock(), env_steps, state())
+        return True
+
+    def answered(self, updates: int) -> tuple[int, dict] | None:
+        """(env steps, state) of the request at `updates` if kept; drops it and every
+        earlier one. None for a request not kept (one of an earlier trainer)."""
+        kept = self.states.get(updates)
+        for asked in [u for u in self.states if u <= updates]:
+            del self.states[asked]
+        return None if kept is None else kept[1:]
 
 
 class Trainer(Actor):
@@ -84,8 +131,7 @@ class Trainer(Actor):
         self.last_samples: SamplesHeader | TrainingBatchHeader | None = None
         self.losses: dict[str, list[float]] = defaultdict(list)
         self.next_eval = self.config.eval_interval_updates
-        # updates -> (env steps, learner state) of the evaluations asked for
-        self.pending_evaluations: OrderedDict[int, tuple[int, dict]] = OrderedDict()
+        self.pending_evaluations = KeptStates()  # only with a stop_reward
         self.solved_state: tuple[int, int, dict] | None = None  # updates, env steps, state
         self.env_steps_offset = 0
         self.outcome: tuple[str, str] | None = None  # set when the trainer ends the run
@@ -268,6 +314,7 @@ class Trainer(Actor):
     def on_evaluation(self, event: EvaluationFinished) -> None:
         """The evaluator's score of a policy this trainer asked about."""
         self.sinks.evaluation(event.mean_return, event.std_return, event.env_steps)
+        kept = self.pending_evaluations.answered(event.updates)
         stop_reward = self.spec.stop_reward
         if stop_reward is None or event.mean_return < stop_reward or self.outcome is not None:
             return
@@ -275,9 +322,8 @@ class Trainer(Actor):
             "completed",
             f"evaluation mean {event.mean_return:.1f} reached stop_reward {stop_reward:g}",
         )
-        pending = self.pending_evaluations.get(event.updates)
-        if pending is not None:  # else a request of an earlier incarnation: keep the latest
-            env_steps, state = pending
+        if kept is not None:  # else a request of an earlier incarnation: keep the latest
+            env_steps, state = kept
             self.solved_state = (event.updates, env_steps, state)
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -322,10 +368,11 @@ class Trainer(Actor):
         state until the answer comes: the final checkpoint of a run that reaches
         `stop_reward` is the state that reached it, not the one training went on to."""
         updates = self.learner.updates
-        if self.spec.stop_reward is not None:  # else no evaluation ends the run
-            self.pending_evaluations[updates] = (self.env_steps, self.learner.state())
-            while len(self.pending_evaluations) > PENDING_EVALUATIONS:
-                self.pending_evaluations.popitem(last=False)
+        # Kept only with a stop_reward: else no evaluation ends the run.
+        if self.spec.stop_reward is not None and not self.pending_evaluations.offer(
+            updates, self.env_steps, self.learner.state
+        ):
+            return  # the evaluator is behind, and its next request is queued already
         header = EvaluateHeader(
             run_id=self.run_id,
             updates=updates,

@@ -107,3 +107,58 @@ def test_a_solved_run_keeps_the_evaluated_state_as_its_final_checkpoint():
         seed=spec.seed + 7 + solved.updates,
     )
     assert replayed.mean == solved.mean_return
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_state_being_evaluated_is_kept_however_many_requests_follow_it():
+    """The evaluator plays one request at a time and takes the newest queued one next.
+    A slow evaluation must not cost the trainer the state it is playing: while the kept
+    states are at the limit, no request is sent (instead of the oldest being dropped)."""
+    from actors.trainer import KeptStates
+
+    clock = FakeClock()
+    kept = KeptStates(limit=4, stall_s=30.0, clock=clock)
+    sent = []
+    for updates in range(250, 250 * 21, 250):  # 20 requests during one long evaluation
+        clock.now += 0.1
+        if kept.offer(updates, 2 * updates, lambda u=updates: {"at": u}):
+            sent.append(updates)
+    assert sent == [250, 500, 750, 1000]  # the evaluator took 250; 1000 is queued
+    assert kept.answered(250) == (500, {"at": 250})
+    # The evaluator now plays 1000, the queued request; 500 and 750 were dropped unplayed
+    # but stay until a later answer clears them. There is room to ask again.
+    assert len(kept) == 3 and kept.offer(5250, 10500, lambda: {"at": 5250})
+    assert kept.answered(1000) == (2000, {"at": 1000}) and len(kept) == 1
+    assert kept.answered(5250) == (10500, {"at": 5250}) and len(kept) == 0
+
+
+def test_a_request_nobody_answers_is_given_up_after_the_stall_time():
+    """An evaluator that died while playing, with nothing queued, would otherwise leave
+    the trainer never asking again."""
+    from actors.trainer import KeptStates
+
+    clock = FakeClock()
+    kept = KeptStates(limit=2, stall_s=30.0, clock=clock)
+    assert kept.offer(250, 500, dict) and kept.offer(500, 1000, dict)
+    clock.now = 29.0
+    assert not kept.offer(750, 1500, dict)
+    clock.now = 31.0
+    assert kept.offer(1000, 2000, dict)  # the oldest (250) went
+    assert kept.answered(250) is None  # answered after all: too late, but no error
+    assert kept.answered(1000) == (2000, {})
+
+
+def test_an_answer_to_a_request_not_kept_finds_nothing():
+    from actors.trainer import KeptStates
+
+    kept = KeptStates(limit=8)
+    assert kept.offer(1000, 2000, dict)
+    assert kept.answered(750) is None  # e.g. a request of an earlier trainer
+    assert kept.answered(1000) == (2000, {})
