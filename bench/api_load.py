@@ -16,7 +16,7 @@ but a 200, or no answer), first while the runs train, then again after they are 
 ratio of p99 against the target (p99 under 100 ms, zero errors). The clients are a lean
 HTTP/1.1 keep-alive client (`Connection`, in the manner of wrk) on uvloop, since they
 share the cores with the service; it also prints the CPU per request of both sides and
-the share of answers the web workers' read caches gave (web/readcache.py).
+the share of answers the web workers' read caches gave (web/events/readcache.py).
 
 Two kinds of load:
 
@@ -296,7 +296,7 @@ def web_cpu_seconds(web_pid: int) -> float:
 
 async def read_cache_counts(base: str, headers, workers: int) -> tuple[int, int]:
     """(answers from memory or a shared read, database reads) of the web workers' read
-    caches (web/readcache.py), summed: each worker reports its own on /metrics, so
+    caches (web/events/readcache.py), summed: each worker reports its own on /metrics, so
     connections are opened until all answered."""
     seen: dict[int, tuple[int, int]] = {}
     for _ in range(20 * workers):
@@ -413,8 +413,8 @@ def main() -> int:
     web = agent = None
     ids: list[int] = []
     try:
-        web = start([sys.executable, "-m", "web.cli", "web", "--port", str(port)], env, log)
-        agent = start([sys.executable, "-m", "web.cli", "agent", "--name", prefix], env, log)
+        web = start([sys.executable, "-m", "cli.main", "web", "--port", str(port)], env, log)
+        agent = start([sys.executable, "-m", "cli.main", "agent", "--name", prefix], env, log)
         # The clients share the cores with the service: libuv's loop costs them less.
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(bench(args, f"http://127.0.0.1:{port}", ids, web.pid))

@@ -4,23 +4,24 @@ broker, against a plain in-process loop of the same environments and policy.
 What it measures
 ----------------
 Both sides play CartPole-v1 (the preset's `env_id`) in `envs_per_worker` sub-environments
-of one `actors.envs.make_vector_env` (SyncVectorEnv, SAME_STEP autoreset), choose actions
-with the same `actors.dqn.QPolicy` (the preset's `hidden` widths, built from the run seed)
+of one `actors.envs.build.make_vector_env` (SyncVectorEnv, SAME_STEP autoreset), choose actions
+with the same `actors.algorithms.dqn.QPolicy` (the preset's `hidden` widths, built from
+the run seed)
 and the same epsilon schedule (`DQNConfig.exploration_schedule()`; the greedy forward
 pass runs every step whatever epsilon is, so its cost does not depend on it). torch uses
-one thread on both sides, as `actors.runner` sets it.
+one thread on both sides, as `actors.agent.runner` sets it.
 
 * ``plain loop`` (the baseline): ``policy.act`` + ``envs.step`` in a loop in this
   process; no transitions kept, nothing published.
-* ``runt worker``: the real `actors.rollout.RolloutWorker`. With an amqp:// broker it is
-  started as the agent starts it, ``python -m actors.runner --role rollout`` with the
+* ``runt worker``: the real `actors.roles.rollout.RolloutWorker`. With an amqp:// broker it is
+  started as the agent starts it, ``python -m actors.agent.runner --role rollout`` with the
   spec on stdin and RUNT_BROKER_URL / RUNT_BROKER_PREFIX in its environment, so it has a
   process (and a core) of its own, at the baseline's priority: an agent's actors run
   at ``agent.actor_nice`` (10 by default), which on a busy machine hands the worker's
   CPU to everything else running and measures that load, not the worker; pass
   ``--actor-nice 10`` to measure it as deployed. With ``--broker memory://`` the
   in-process transport cannot cross processes, so the worker is a thread of this
-  process, launched as `runt up` launches it (`actors.launch.ThreadLauncher`).
+  process, launched as `runt up` launches it (`actors.agent.launch.ThreadLauncher`).
   It builds `Transition` batches, encodes a frame every `FRAME_BYTES` of transitions (or
   `FRAME_MAX_AGE_S`),
   publishes it without a confirm (bulk data), reports finished episodes in one
@@ -95,11 +96,11 @@ from benchlib import (
     run_queue_names,
 )
 
-from actors.dqn import DQNConfig, QPolicy
-from actors.envs import EnvSpaces, make_vector_env
-from actors.explore import actor_ids
-from actors.launch import ActorId, ThreadChild, ThreadLauncher
-from actors.rollout import worker_seed
+from actors.agent.launch import ActorId, ThreadChild, ThreadLauncher
+from actors.algorithms.dqn import DQNConfig, QPolicy
+from actors.algorithms.explore import actor_ids
+from actors.envs.build import EnvSpaces, make_vector_env
+from actors.roles.rollout import worker_seed
 from broker.codec import decode_frame
 from broker.sync import make_bus
 from broker.topology import Topology
@@ -267,7 +268,15 @@ class WorkerHandle:
             RUNT_AGENT_ACTOR_NICE=str(nice),
             PYTHONPATH=str(REPO),
         )
-        command = [sys.executable, "-m", "actors.runner", "--role", "rollout", "--agent", "bench"]
+        command = [
+            sys.executable,
+            "-m",
+            "actors.agent.runner",
+            "--role",
+            "rollout",
+            "--agent",
+            "bench",
+        ]
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, env=env, cwd=REPO)
         self.proc.stdin.write(spec.model_dump_json().encode())
         self.proc.stdin.close()

@@ -6,8 +6,8 @@ Rollout workers report finished episodes in batches (`EpisodesFinished`, one con
 event per worker every 0.25 s). This script publishes `--records` episode records as
 such batches (`--per-event` records each, from `--workers` workers of `--runs` runs) to
 the event exchange under a fresh broker prefix, then starts the web service's
-event-log consumer (`web.eventlog.EventLog` on `web.db.Database`, exactly as `runt web`
-runs it) and times it from its start until every record is committed
+event-log consumer (`web.events.eventlog.EventLog` on `web.db.engine.Database`, exactly as
+`runt web` runs it) and times it from its start until every record is committed
 (`models.current_episode` of the runs adds up to `--records`). It prints records/s, the
 ratio against the target (>= 20,000 records/s), and the ratio against a baseline
 measured in the same run: the same rows written with plain multi-row INSERTs of the same
@@ -47,11 +47,11 @@ from broker.topology import Topology
 from schemas.api import TrainRequest
 from schemas.config import DatabaseConfig
 from schemas.messages import EpisodesFinished
-from web import store
-from web.db import Database
-from web.eventlog import EventLog
-from web.migrate import upgrade
-from web.tables import Model, utcnow
+from web.db import store
+from web.db.engine import Database
+from web.db.migrate import upgrade
+from web.db.tables import Model, utcnow
+from web.events.eventlog import EventLog
 
 TARGET = 20_000  # records/s
 DEFAULT_DB = "mysql+pymysql://root@127.0.0.1:3306/"
@@ -135,7 +135,7 @@ def _sum(session, run_ids) -> int:
 def baseline(db: Database, run_id: int, records: int, batch_rows: int) -> float:
     """The same rows written with plain multi-row INSERTs straight through the driver,
     `batch_rows` per transaction: what this server and driver take at most."""
-    from web.ingest import _insert_episodes
+    from web.events.ingest import _insert_episodes
 
     now = utcnow().isoformat(" ", "microseconds")  # as the event log sends it
     rows = [

@@ -42,17 +42,18 @@ import yaml
 from aiohttp import web
 from sqlalchemy import create_engine, make_url, text
 
-from actors.serial import SerialRun
+from actors.algorithms.serial import SerialRun
 from broker.codec import state_to_bytes
 from schemas.api import TrainRequest
 from schemas.config import DatabaseConfig, load_config
 from schemas.messages import RunSpec
-from web import inference, store
+from web import inference
 from web.app import init_app
 from web.auth import hash_password
-from web.db import Database
-from web.migrate import upgrade
-from web.tables import Checkpoint
+from web.db import store
+from web.db.engine import Database
+from web.db.migrate import upgrade
+from web.db.tables import Checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 OBSERVATION = [0.0, 0.0, 0.05, 0.0]

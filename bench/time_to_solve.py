@@ -11,15 +11,15 @@ does between two evaluations: for DQN ``eval_interval_updates x batch_size /
 samples_per_insert`` of the preset (500 env steps with 250 / 64 / 32), because the
 buffer's rate limiter fixes updates per env step; for PPO ``eval_interval_updates x
 num_workers x envs_per_worker x n_steps`` (512 with 2 / 1 / 8 / 32). The baselines
-evaluate inline, in their training loop, with runt's own `actors.evaluate.evaluate` (10
+evaluate inline, in their training loop, with runt's own `actors.algorithms.evaluate.evaluate` (10
 sub-environments, one episode each, seeds fresh per evaluation), so an evaluation costs
 each of them what it costs runt for a policy of the same quality; their clock runs
 through it. runt evaluates as it is deployed: its trainer sends the policy to the run's
-evaluator actor and learns on while that plays on another core (actors/evaluator.py).
+evaluator actor and learns on while that plays on another core (actors/roles/evaluator.py).
 Each baseline trial reports the seconds it spent evaluating ("eval s"), and the report
 prints a third ratio with those seconds taken out, which charges neither side for
 evaluating (a diagnostic; the target is the wall-clock ratio). torch runs 1 thread in every
-process (runt's actor processes set it in `actors.runner`, the baselines set it before
+process (runt's actor processes set it in `actors.agent.runner`, the baselines set it before
 training), and every contender trains at the same CPU priority: the agent is started
 with ``agent.actor_nice`` 0 (``--actor-nice``), since a deployment's default of 10 hands
 runt's actors' CPU to whatever else runs on a shared machine while the baselines keep
@@ -28,7 +28,7 @@ theirs, which measures that load rather than runt.
 Contenders (``--only`` picks some, comma-separated):
 
 * ``runt``: the deployment path. Per trial: a fresh broker prefix, an agent started
-  as ``python -m web.cli agent`` with RUNT_BROKER_URL / RUNT_BROKER_PREFIX (the timing
+  as ``python -m cli.main agent`` with RUNT_BROKER_URL / RUNT_BROKER_PREFIX (the timing
   starts only once it consumes the work queue, as a deployed agent would), the web app
   (`web.app.init_app`, served on a free 127.0.0.1 port, on a MariaDB database of this
   benchmark's own) and the preset (configs/dqn_cartpole.yaml, read when this runs) with
@@ -47,7 +47,7 @@ Contenders (``--only`` picks some, comma-separated):
 * ``sb3-ppo``: stable-baselines3 PPO with the zoo CartPole-v1 hyperparameters
   (ZOO_PPO there), 8 envs in a DummyVecEnv.
 * ``runt-serial`` (a diagnostic, run only when named in ``--only``): the same preset
-  and DQN components in one process (`actors.serial.SerialRun`): no broker, no actor
+  and DQN components in one process (`actors.algorithms.serial.SerialRun`): no broker, no actor
   processes, so its gap to ``runt`` is what distribution costs.
 
 Each of the last three (sb3-dqn, sb3-ppo, runt-serial) runs in a fresh process of this

@@ -3,7 +3,7 @@
 What it measures
 ----------------
 A run with 100,000 episodes shows its training data 100 rows at a time; page 900 is
-rows 89,901..90,000. `web.store.train_data_page` serves it with an index range seek
+rows 89,901..90,000. `web.db.store.train_data_page` serves it with an index range seek
 (``episode BETWEEN offset+1 AND offset+100``), relying on the event-log consumer's rule
 that a run's episodes are exactly 1..current_episode, so a deep page should cost as
 much as the first one. This script checks that, end to
@@ -33,7 +33,7 @@ The direct SQL cases run ``--sql-requests`` times (default 200: the naive query
 takes tens of ms each). A run takes about a minute.
 
 ``--database-url`` (or $RUNT_BENCH_DATABASE_URL) names the server; the script makes
-its own database ``runt_bench_<pid>`` there, migrates it with `web.migrate.upgrade`,
+its own database ``runt_bench_<pid>`` there, migrates it with `web.db.migrate.upgrade`,
 fills two models with 100,000 episodes each (bulk inserts of 10,000 rows), serves the
 app on a free 127.0.0.1 port with aiohttp's AppRunner, logs in through POST /login/
 and drops the database at the end, also on failure.
@@ -62,11 +62,11 @@ from sqlalchemy import Engine, create_engine, make_url, text
 
 from schemas.api import TrainRequest
 from schemas.config import DatabaseConfig, load_config
-from web import store
 from web.app import init_app
 from web.auth import hash_password
-from web.db import Database
-from web.migrate import upgrade
+from web.db import store
+from web.db.engine import Database
+from web.db.migrate import upgrade
 
 DEFAULT_SERVER = "mysql+pymysql://root@127.0.0.1:3306/"
 USERNAME, PASSWORD = "bench", "bench-password"

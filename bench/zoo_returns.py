@@ -36,10 +36,10 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from actors.evaluate import evaluate  # noqa: E402
-from actors.serial import SerialRun  # noqa: E402
-from actors.serial_ppo import PPOSerialRun  # noqa: E402
-from actors.serial_sac import SACSerialRun  # noqa: E402
+from actors.algorithms.evaluate import evaluate  # noqa: E402
+from actors.algorithms.serial import SerialRun  # noqa: E402
+from actors.algorithms.serial_ppo import PPOSerialRun  # noqa: E402
+from actors.algorithms.serial_sac import SACSerialRun  # noqa: E402
 from bench.benchlib import fmt, load_preset, median, print_table  # noqa: E402
 from schemas.messages import RunSpec  # noqa: E402
 

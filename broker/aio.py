@@ -20,14 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aiormq.exceptions import ChannelInvalidStateError
 
-from broker import memory
 from broker.abc import (
     MAX_MESSAGE_BYTES,
     AsyncTransport,
@@ -39,30 +38,12 @@ from broker.abc import (
     log_failure,
     outcome_for,
 )
+from broker.bridge import AsyncBridge
+from broker.tasks import cancel_and_wait
 from broker.topology import ExchangeSpec, QueueSpec, Topology
 from schemas.messages import Message
 
 log = logging.getLogger(__name__)
-
-
-async def cancel_and_wait(tasks: Iterable[asyncio.Task]) -> None:
-    """Cancel `tasks` and return once every one has ended.
-
-    A cancellation can be lost: in Python 3.11 `asyncio.wait_for` swallows it when the
-    operation it waits for completes at the same moment (a publish confirmed just as the
-    service shuts down), and the task carries on, back to waiting on its queue. Awaiting
-    it once would then wait forever, so tasks still running are cancelled again until
-    none is left. An error a task ended with is logged, not raised: shutting down goes on.
-    """
-    tasks = list(tasks)
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.5)
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("%s ended with %r", task.get_name(), task.exception())
 
 
 AsyncHandler = Callable[[Delivery], Awaitable[None]]
@@ -102,7 +83,7 @@ class AsyncBroker:
         self.counts: Counter[str] = Counter()
         self.declared: set[str] = set()  # queue names (tests delete them afterwards)
         self._transport: AsyncTransport = (
-            memory.AsyncBridge(url, self.topology)
+            AsyncBridge(url, self.topology)
             if self.in_process
             else _AmqpTransport(url, self.topology, retry_seconds)
         )

@@ -508,7 +508,7 @@ def _forget_after_fork() -> None:
         bus._forget()
 
 
-# An agent forks its actor processes (actors/launch.py): no child may talk on its
+# An agent forks its actor processes (actors/agent/launch.py): no child may talk on its
 # parent's broker connections.
 os.register_at_fork(after_in_child=_forget_after_fork)
 

@@ -75,7 +75,7 @@ class ApiConfig(_Section):
     default_page_size: int = Field(20, ge=1)
     max_page_size: int = Field(500, ge=1)
     # How long a web process may answer GET /models/ and train-data pages from memory when
-    # no notice of a change arrived (web/readcache.py); 0: always read the database.
+    # no notice of a change arrived (web/events/readcache.py); 0: always read the database.
     read_cache_seconds: float = Field(1.0, ge=0, le=60)
 
 

@@ -55,7 +55,7 @@ DOTTED_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*[.:][A-Za-z_][
 class PolicyRef(BaseModel):
     """A network class named by dotted path (`package.module:Class` or
     `package.module.Class`) and the keyword arguments it is built with. Only modules under
-    the configured `training.allowed_modules` are imported (actors/custom.py)."""
+    the configured `training.allowed_modules` are imported (actors/networks/custom.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     path: str = Field(max_length=300, pattern=DOTTED_PATH)
@@ -75,7 +75,7 @@ class WandbSink(BaseModel):
 
 class MetricSinks(BaseModel):
     """Where the trainer also writes its metrics, evaluations and episode rewards, under
-    the trainer's `training.metrics_dir` (actors/sinks.py)."""
+    the trainer's `training.metrics_dir` (actors/roles/sinks.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     tensorboard: bool = False
@@ -307,7 +307,8 @@ class Heartbeat(RunEvent):
 
 class ExperienceHeader(Message):
     """routing key run.<id>.experience; arrays obs, action, reward, next_obs, terminated,
-    horizon (the fields of `actors.replay.Transition`: n-step ones carry horizons > 1)."""
+    horizon (the fields of `actors.algorithms.replay.Transition`: n-step ones carry
+    horizons > 1)."""
 
     type: Literal["experience"] = "experience"
     run_id: int
@@ -319,7 +320,7 @@ class ExperienceHeader(Message):
 
 class SegmentHeader(Message):
     """routing key run.<id>.experience, on-policy algorithms (PPO): one fixed-length
-    segment of a rollout worker, arrays as the fields of `actors.ppo.Segment`
+    segment of a rollout worker, arrays as the fields of `actors.algorithms.ppo.Segment`
     (time-major, (T, N, ...)), all played by `policy_version`."""
 
     type: Literal["segment"] = "segment"

@@ -20,12 +20,12 @@ import pytest
 from sqlalchemy import create_engine, delete, make_url, text
 
 from schemas.config import Config, DatabaseConfig, load_config
-from web import store
 from web.app import init_app
 from web.auth import hash_password
-from web.db import Database
-from web.migrate import upgrade
-from web.tables import Base
+from web.db import store
+from web.db.engine import Database
+from web.db.migrate import upgrade
+from web.db.tables import Base
 
 # The server to test against; its database part names an existing database, and tests
 # create databases of their own beside it.

@@ -13,20 +13,21 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from broker.abc import BrokerUnavailable
-from broker.aio import cancel_and_wait, make_async_bus
+from broker.aio import make_async_bus
+from broker.tasks import cancel_and_wait
 from broker.topology import Topology
 from schemas.config import Config
 from schemas.logs import bind_run
-from web import store
 from web.auth import SESSION_COOKIE, LoginThrottle, SessionCache, token_digest
-from web.db import Database
-from web.eventlog import EventLog
+from web.db import store
+from web.db.engine import Database
+from web.events.eventlog import EventLog
+from web.events.live import LiveFeed
+from web.events.readcache import ReadCache
+from web.events.supervise import Supervisor
 from web.http import ApiError, Handler, errors_middleware, on_prepare
 from web.inference import PolicyCache
-from web.live import LiveFeed
-from web.readcache import ReadCache
 from web.routes import setup_routes
-from web.supervise import Supervisor
 from web.typedefs import (
     BROKER,
     CONFIG,
@@ -140,8 +141,8 @@ async def _start_event_log(eventlog: EventLog) -> None:
 
 
 def init_app(config: Config, *, worker: int = 0) -> web.Application:
-    """The web service's app, in web worker process `worker` (web/workers.py). Worker 0
-    is the primary: it runs the event log and the run supervisor (web/supervise.py)."""
+    """The web service's app, in web worker process `worker` (cli/workers.py). Worker 0
+    is the primary: it runs the event log and the run supervisor (web/events/supervise.py)."""
     config.require_secret()
     app = web.Application(
         middlewares=[errors_middleware, auth_middleware],

@@ -18,7 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session as DbSession
 
-from web.tables import LoginFailure, utcnow
+from web.db.tables import LoginFailure, utcnow
 
 _hasher = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory profile
 # Verified when the username is unknown, so both failures take the same time.

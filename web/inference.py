@@ -17,8 +17,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from actors.checkpoints import ActingPolicy, policy_from_checkpoint
-from actors.envs import make_env
+from actors.envs.build import make_env
+from actors.export.checkpoints import ActingPolicy, policy_from_checkpoint
 
 EXPLORATION_EPSILON = 0.05  # DQN's non-deterministic acting: a little epsilon-greedy
 

@@ -10,11 +10,11 @@ from broker.aio import AsyncBroker
 from broker.topology import Topology
 from schemas.config import Config
 from web.auth import LoginThrottle, SessionCache
-from web.db import Database
-from web.eventlog import EventLog
+from web.db.engine import Database
+from web.events.eventlog import EventLog
+from web.events.live import LiveFeed
+from web.events.readcache import ReadCache
 from web.inference import PolicyCache
-from web.live import LiveFeed
-from web.readcache import ReadCache
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ POLICIES = web.AppKey("policies", PolicyCache)
 REPLAYS = web.AppKey("replays", dict)  # (model, version, episodes) -> GIF bytes
 THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 SESSIONS = web.AppKey("sessions", SessionCache)  # recently confirmed sessions
-READS = web.AppKey("reads", ReadCache)  # answers of the busiest reads (web/readcache.py)
+READS = web.AppKey("reads", ReadCache)  # answers of the busiest reads (web/events/readcache.py)
 PUBLIC_PATHS = web.AppKey("public_paths", frozenset)
 
 USER = web.RequestKey("user", CurrentUser)  # the session owner of an authenticated request

@@ -12,9 +12,9 @@ from datetime import timedelta
 import numpy as np
 from aiohttp import web
 
-from actors.checkpoints import policy_file
-from actors.registry import check_spec
-from actors.visualize import CannotRender, gif_bytes, render_episodes
+from actors.algorithms.validate import check_spec
+from actors.export.checkpoints import policy_file
+from actors.export.visualize import CannotRender, gif_bytes, render_episodes
 from broker.abc import BrokerUnavailable
 from broker.codec import encode_frame
 from schemas import api
@@ -26,8 +26,9 @@ from schemas.messages import (
     StopRun,
     expand_episodes,
 )
-from web import inference, store
+from web import inference
 from web.auth import SESSION_COOKIE, new_token, token_digest, verify_password
+from web.db import store
 from web.http import (
     ApiError,
     dump,

@@ -64,7 +64,7 @@ def sb3_child(args: argparse.Namespace) -> int:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
-    from actors.evaluate import evaluate
+    from actors.algorithms.evaluate import evaluate
 
     env_id = load_preset(args.preset)["env_id"]
     emit(event="ready")
@@ -157,12 +157,12 @@ def sb3_child(args: argparse.Namespace) -> int:
 
 
 def serial_child(args: argparse.Namespace) -> int:
-    """runt's DQN with the same preset in one process (actors/serial.py): no broker, no
+    """runt's DQN with the same preset in one process (actors/algorithms/serial.py): no broker, no
     actor processes. Its evaluations carry their time since the run was built."""
     import torch
 
     torch.set_num_threads(TORCH_THREADS)
-    from actors.serial import SerialRun
+    from actors.algorithms.serial import SerialRun
 
     emit(event="ready")
     spec = runt_spec(load_preset(args.preset), 1, args.seed, args.num_workers)

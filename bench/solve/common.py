@@ -33,7 +33,7 @@ def runt_eval_interval(preset: dict[str, Any]) -> int:
     """Env steps between two of runt's evaluations. DQN: updates per evaluation divided
     by updates per env step, which the replay ratio fixes (samples_per_insert / batch).
     PPO: updates per evaluation times the env steps of one update's batch."""
-    from actors.registry import algorithm_of
+    from actors.algorithms.table import algorithm_of
 
     spec = runt_spec(preset, run_id=1, seed=0, num_workers=None)
     config = algorithm_of(spec).config_of(spec)

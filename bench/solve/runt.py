@@ -84,7 +84,7 @@ def start_agent(url: str, prefix: str, log, actor_nice: int) -> subprocess.Popen
         RUNT_LOG_LEVEL="WARNING",
         PYTHONPATH=str(REPO),
     )
-    command = [sys.executable, "-m", "web.cli", "agent", "--name", f"bench-{prefix}"]
+    command = [sys.executable, "-m", "cli.main", "agent", "--name", f"bench-{prefix}"]
     return subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -280,10 +280,10 @@ def create_database(server_url: str) -> str:
     from sqlalchemy import make_url
 
     from schemas.config import DatabaseConfig
-    from web import store
     from web.auth import hash_password
-    from web.db import Database
-    from web.migrate import upgrade
+    from web.db import store
+    from web.db.engine import Database
+    from web.db.migrate import upgrade
 
     url = make_url(server_url).set(
         database=f"runt_bench_tts_{os.getpid()}", query={"charset": "utf8mb4"}

@@ -12,12 +12,12 @@ import gymnasium as gym
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
-from actors import registry
+from actors.algorithms import table
 from schemas.api import AssistantRequest
 from web.assistant.ranges import ALGORITHM_HINTS
 from web.assistant.records import RunFacts
-from web.store import owned_model
-from web.tables import Evaluation, Metric, TrainingData
+from web.db.store import owned_model
+from web.db.tables import Evaluation, Metric, TrainingData
 
 MAX_EPISODES = 100_000  # the most recent episodes read from a run
 MAX_METRICS = 500  # the most recent metrics reports
@@ -38,7 +38,7 @@ def env_info(env_id: str | None) -> tuple[float | None, int | None]:
 
 def algorithm_defaults(algorithm: str | None) -> dict[str, Any]:
     """The settings a runt run of `algorithm` takes when it leaves them out."""
-    config = registry.CONFIGS.get(algorithm or "")
+    config = table.CONFIGS.get(algorithm or "")
     if config is None:
         return {}
     defaults = {}
@@ -72,7 +72,7 @@ def build(
         defaults=frozenset(defaults),
         reward_threshold=threshold,
         max_episode_steps=max_steps,
-        trainable=algorithm in registry.ACTORS,
+        trainable=algorithm in table.ALGORITHMS,
         **more,
     )
 

@@ -1,6 +1,6 @@
 """Documented good ranges of hyperparameters, per algorithm, each with its source.
 
-Names are runt's (`actors/dqn.py`) for DQN and stable-baselines3's for PPO and SAC.
+Names are runt's (`actors/algorithms/dqn.py`) for DQN and stable-baselines3's for PPO and SAC.
 `typical` is what the assistant suggests when a value falls outside [low, high]. The
 ranges are deliberately wide: a value outside one is unusual in the published
 settings, not necessarily wrong.

@@ -1,4 +1,4 @@
-"""Training-system measurements from a run's metrics reports (see actors/trainer.py):
+"""Training-system measurements from a run's metrics reports (see actors/roles/trainer.py):
 loss growth, Q-value size, policy lag, replay ratio, throughput, exploration."""
 
 from __future__ import annotations

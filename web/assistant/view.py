@@ -19,12 +19,12 @@ from aiohttp import web
 
 from schemas.api import AssistantRequest
 from schemas.config import AssistantConfig
-from web import store
 from web.assistant import facts as run_facts
 from web.assistant import llm, text
 from web.assistant.engine import advise
 from web.assistant.hyper import bad_hyperparameter
 from web.assistant.records import Part, RunFacts
+from web.db import store
 from web.http import SECURITY_HEADERS, ApiError, parse_body
 from web.typedefs import CONFIG, DB, USER
 
