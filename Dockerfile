@@ -21,6 +21,7 @@ COPY schemas/ schemas/
 COPY broker/ broker/
 COPY actors/ actors/
 COPY web/ web/
+COPY cli/ cli/
 COPY configs/ configs/
 RUN pip install .
 

@@ -1,4 +1,4 @@
-"""`runt web` with `web.workers` > 1: several processes serve one port.
+"""`runt web`: this process serves, or with `web.workers` > 1 several serve one port.
 
 One Python process answers requests on one core at most; a service with more traffic
 than that runs several. Each worker is a fresh interpreter (multiprocessing's spawn)
@@ -23,7 +23,10 @@ import time
 from collections import Counter
 from multiprocessing.process import BaseProcess
 
-from schemas.config import Config
+from actors.settings import configure as configure_actors
+from cli.serve import serve_web
+from schemas.config import Config, ConfigError
+from schemas.logs import setup_logging
 
 log = logging.getLogger("runt.web")
 
@@ -33,11 +36,20 @@ STOP_TIMEOUT_S = 15.0  # a worker still running this long after SIGTERM is kille
 PARENT_CHECK_S = 1.0
 
 
-def _worker_main(cfg: Config, host: str, port: int, worker: int, workers: int, level: str):
-    from actors.settings import configure as configure_actors
-    from cli.main import serve_web
-    from schemas.logs import setup_logging
+def cmd_web(cfg: Config, host: str | None, port: int | None) -> int:
+    """Serve here with one worker; else start the workers and watch them."""
+    cfg.require_secret()
+    host = host or cfg.web.host
+    port = port if port is not None else cfg.web.port
+    if cfg.web.workers == 1:
+        serve_web(cfg, host, port)
+        return 0
+    if port == 0:
+        raise ConfigError("web.port: several web.workers need a fixed port, not 0")
+    return run_workers(cfg, host, port, cfg.web.workers)
 
+
+def _worker_main(cfg: Config, host: str, port: int, worker: int, workers: int, level: str):
     setup_logging(level, cfg.log_format)
     configure_actors(cfg.training)
     threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
