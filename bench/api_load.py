@@ -178,8 +178,8 @@ def gaps(rate: float, arrivals: str, rng: random.Random):
 class Connection:
     """One client's kept-alive HTTP/1.1 connection, as lean as a load generator should be
     (wrk-like: a request is one write, an answer is read by its Content-Length): the
-    clients share the two cores with the service, and aiohttp's client spent more CPU
-    per request (0.4 ms) than the service did on an answer from its cache."""
+    clients share the cores with the service, and aiohttp's client spends more CPU per
+    request than the service does on an answer from its cache."""
 
     def __init__(self, base: str, headers: dict[str, str]):
         url = urlsplit(base)

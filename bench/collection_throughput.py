@@ -36,10 +36,10 @@ one thread on both sides, as `actors.agent.runner` sets it.
 The worker's "waiting for the learner" throttle is switched off by giving the spec a
 ``learning_starts`` (and ``buffer_size``) of 10**12: at policy version 0 the worker only
 pauses after ``4 x learning_starts`` steps, which it never reaches, and no weights are
-ever published, so it stays at version 0. This was preferred over feeding it weights,
-which would add a trainer's publishing to the measurement and still pause the worker
-whenever it ran ahead of them; the throttle paces collection to learning and is not what
-is measured here. Nothing else in the worker reads ``learning_starts``.
+ever published, so it stays at version 0. Feeding it weights instead would add a
+trainer's publishing to the measurement and still pause the worker whenever it ran ahead
+of them; the throttle paces collection to learning and is not what is measured here.
+Nothing else in the worker reads ``learning_starts``.
 
 Each side runs ``--repeats`` times, alternating, each for ``--warmup`` seconds unmeasured
 (counted from its first step, i.e. after process start-up) and then ``--duration``
@@ -254,7 +254,7 @@ class WorkerHandle:
         if url.startswith("memory://"):
             # Launched as `runt up` launches it, which also gives the thread its own torch
             # setting of one thread (the count is per thread: without it a tiny forward
-            # pass waited on a pool of busy threads, ~40x slower).
+            # pass waits on a pool of busy threads).
             topology = Topology(prefix)
             launcher = ThreadLauncher("bench", lambda name: make_bus(url, topology, name), topology)
             self.child = launcher.launch(ActorId("rollout", RUN_ID), spec)

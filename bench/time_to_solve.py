@@ -76,9 +76,9 @@ From the repository root, with RabbitMQ on 127.0.0.1:5672 (guest/guest) and Mari
         [--first-seed 0] [--submit web|broker] [--preset configs/dqn_cartpole.yaml]
         [--ppo-preset configs/ppo_cartpole.yaml] [--broker URL] [--database-url URL] [--json]
 
-``--quick`` is a smoke check: 1 seed and a 120 s cap unless given. With the defaults a
-run took 4-5 minutes on the 2-core development machine; the figures move a lot with
-other load on the machine (the load average is printed at the start and the end).
+``--quick`` is a smoke check: 1 seed and a 120 s cap unless given. A run with the defaults
+takes minutes; the figures move a lot with other load on the machine (the load average is
+printed at the start and the end).
 Broker prefixes (``benchtts<random>``) are deleted after each trial and the database
 (``runt_bench_tts_<pid>``) at the end, also on failure or SIGINT/SIGTERM; agents and
 their actor processes are stopped with SIGTERM, then SIGKILL.

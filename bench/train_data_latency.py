@@ -12,7 +12,7 @@ end through the real web app, and prints p50/p90/p99/max in milliseconds for:
 * ``http deep``     GET ...?page=900&page_size=100, sequential, after a warm-up;
 * ``http shallow``  GET ...?page=1&page_size=100, the same number of requests (baseline);
 * ``store deep``    `store.train_data_page` called directly (no HTTP, no event loop);
-* ``sql count``     ``SELECT COUNT(*) ... WHERE model_id = ?``, which the page no longer needs;
+* ``sql count``     ``SELECT COUNT(*) ... WHERE model_id = ?``, which the page does not need;
 * ``sql deferred``  a deferred join (OFFSET over the index, then rows by id), the
   best an OFFSET query does;
 * ``sql naive``     ``SELECT <all columns> ... ORDER BY episode LIMIT 100 OFFSET 89900``;

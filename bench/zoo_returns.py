@@ -3,12 +3,12 @@ zoo's env-step budget?
 
 Contenders (each with runt's preset in configs/, which carries the zoo's hyperparameters
 and says where it differs): PPO and SAC on Pendulum-v1, DQN and PPO on Acrobot-v1. They
-train with runt's serial trainers (actors/serial*.py: the learners, collectors and
-evaluation of the distributed path in one process, without the broker), so the figures
-are about the algorithms, not about distribution. Every `--eval-every` env steps (the
-presets' cadence) the greedy policy plays 10 episodes; reported per seed are the env
-steps of the first evaluation whose mean reaches the zoo's mean return, and the last
-evaluation's mean at the end of the zoo's budget (or when reached, with
+train in runt's serial loop (actors/algorithms/serial.py: the learners, collectors,
+buffers and evaluation of the distributed path in one process, without the broker), so
+the figures are about the algorithms, not about distribution. Every `--eval-every` env
+steps (the presets' cadence) the greedy policy plays 10 episodes; reported per seed are
+the env steps of the first evaluation whose mean reaches the zoo's mean return, and the
+last evaluation's mean at the end of the zoo's budget (or when reached, with
 `--until-reached`). A uniformly random policy is measured in the same run on the same
 evaluation seeds, as the floor.
 
@@ -38,13 +38,10 @@ import torch  # noqa: E402
 
 from actors.algorithms.evaluate import evaluate  # noqa: E402
 from actors.algorithms.serial import SerialRun  # noqa: E402
-from actors.algorithms.serial_ppo import PPOSerialRun  # noqa: E402
-from actors.algorithms.serial_sac import SACSerialRun  # noqa: E402
 from bench.benchlib import fmt, load_preset, median, print_table  # noqa: E402
 from schemas.messages import RunSpec  # noqa: E402
 
 EVAL_EPISODES = 10
-RUNS = {"dqn": SerialRun, "ppo": PPOSerialRun, "sac": SACSerialRun}
 
 
 @dataclass(frozen=True)
@@ -103,7 +100,7 @@ def spec_for(contender: Contender, seed: int, until_reached: bool) -> RunSpec:
 
 def train(contender: Contender, seed: int, until_reached: bool, time_cap: float) -> Trial:
     spec = spec_for(contender, seed, until_reached)
-    run = RUNS[spec.algorithm](spec)
+    run = SerialRun(spec)
     result = run.run(max_env_steps=contender.zoo.budget, time_limit_s=time_cap)
     reached = next((e for e in result.evaluations if e.mean >= contender.zoo.mean), None)
     if result.solved_at is not None:

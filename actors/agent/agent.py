@@ -1,24 +1,8 @@
 """The agent: takes run commands from the shared work queue, starts the actors of a run
 and watches over them until they exit.
 
-- `run.start`: launch the run's trainer, buffer and evaluator here and ask, with one
-  `actor.spawn` per rollout worker, for the workers; any agent may take those, so a
-  run's workers spread over every agent on the broker.
-- `actor.spawn`: launch one rollout worker here. An agent that already hosts a worker
-  of the run hands a spawn back once (requeue), so another agent may take it.
-- `run.<id>.stop` (every agent hears every stop): the run's actors here get `stop_grace`
-  seconds to finish by themselves, then SIGTERM, then SIGKILL.
-- A rollout worker or an evaluator that dies is started again as a new incarnation,
-  up to `max_restarts` times. A trainer killed by a signal (kill -9, the OOM
-  killer) is started again too and continues from the checkpoint it keeps in this
-  agent's work directory (weights, optimiser, counters). Any other trainer or buffer that
-  dies fails the run (one that raised has reported its error as the failure itself), and
-  the agent stops the run's other actors.
-- Every `heartbeat_seconds` it sends a `heartbeat` event for each run it hosts actors
-  of; the web service fails a running run whose heartbeats stop (web/events/supervise.py).
-  Its actors leave when the agent dies (actors/agent/runner.py), so none is left orphaned.
-- A `run.start` of a run it already hosts is ignored (the web service sends the start
-  of a run again when it stayed queued).
+`Agent` lists what it does with each command and with an actor that dies; the roles and
+the faults it handles are described in docs/architecture.md and docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -64,6 +48,28 @@ class Supervised:
 
 
 class Agent:
+    """Takes commands and supervises the actors it started.
+
+    - `run.start`: launch the run's trainer, buffer and evaluator here and ask, with one
+      `actor.spawn` per rollout worker, for the workers; any agent may take those, so a
+      run's workers spread over every agent on the broker.
+    - `actor.spawn`: launch one rollout worker here. An agent that already hosts a worker
+      of the run hands a spawn back once (requeue), so another agent may take it.
+    - `run.<id>.stop` (every agent hears every stop): the run's actors here get `stop_grace`
+      seconds to finish by themselves, then SIGTERM, then SIGKILL.
+    - A rollout worker or an evaluator that dies is started again as a new incarnation,
+      up to `max_restarts` times. A trainer killed by a signal (kill -9, the OOM
+      killer) is started again too and continues from the checkpoint it keeps in this
+      agent's work directory (weights, optimiser, counters). Any other trainer or buffer that
+      dies fails the run (one that raised has reported its error as the failure itself), and
+      the agent stops the run's other actors.
+    - Every `heartbeat_seconds` it sends a `heartbeat` event for each run it hosts actors
+      of; the web service fails a running run whose heartbeats stop (web/events/supervise.py).
+      Its actors leave when the agent dies (actors/agent/runner.py), so none is left orphaned.
+    - A `run.start` of a run it already hosts is ignored (the web service sends the start
+      of a run again when it stayed queued).
+    """
+
     def __init__(
         self,
         bus,

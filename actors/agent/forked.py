@@ -1,11 +1,10 @@
 """Actor processes forked from a warm agent.
 
-A fresh `python -m actors.agent.runner` spends seconds importing torch, gymnasium and the
-algorithms before it does anything (about 2.5 s of CPU each on a small machine, and a
-run starts three of them at once). An agent that has imported them once (`preload`)
-forks each actor instead: the child starts with all of it in memory, shared
-copy-on-write, and runs the same `actors.agent.runner.main` with the same arguments, the run
-spec on its stdin and the agent's actor environment, as the exec'd process would.
+A fresh `python -m actors.agent.runner` imports torch, gymnasium and the algorithms before
+it does anything, and a run starts several actors at once. An agent that has imported them
+once (`preload`) forks each actor instead: the child starts with all of it in memory,
+shared copy-on-write, and runs `actors.agent.runner.main` with the same arguments, run spec
+on stdin and environment as the exec'd process would.
 
 Fork safety: the agent is one thread; it has imported torch but never run an operation,
 so no torch thread pool exists yet (the child sets its own thread count). The agent's
@@ -33,7 +32,7 @@ log = logging.getLogger("runt.agent")
 
 def preload() -> None:
     """Import, once in the agent, what every actor process imports."""
-    # torch._dynamo is what torch imports on a learner's first optimiser (~2 s here).
+    # torch._dynamo is what torch imports on a learner's first optimiser, and it is slow.
     for module in ("actors.roles.factory", "actors.agent.runner", "torch._dynamo"):
         importlib.import_module(module)
 

@@ -155,13 +155,13 @@ class ProcessLauncher:
         self.work_dir = work_dir or tempfile.mkdtemp(prefix=f"runt-{agent}-")
         self.env = dict(os.environ if env is None else env)
         # Make `python -m actors.agent.runner` importable from a source checkout too.
-        root = str(Path(__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])
         self.env["PYTHONPATH"] = os.pathsep.join(
             p for p in (root, self.env.get("PYTHONPATH", "")) if p
         )
 
         # Actors are forked from this process once it has imported what they need
-        # (actors/agent/forked.py): ~0.1 s to start one instead of seconds of imports each.
+        # (actors/agent/forked.py), so none pays for those imports itself.
         self.fork = can_fork() if fork is None else fork
         if self.fork:
             preload()

@@ -14,14 +14,13 @@ from actors.algorithms.nstep import NStepTransitions
 from actors.algorithms.replay import Transition
 from actors.envs.build import VectorCollector
 
-# Experience frames (replay path) are sized in bytes: a frame costs a worker a publish
-# of a few hundred microseconds (py-amqp's framing and a socket write, code that runs cold
-# between steps) whatever its size, so a frame holds as many transitions as fit in
-# FRAME_BYTES (1,337 of CartPole's 49-byte rows; fewer of a bigger observation, which
-# also keeps a frame well inside RabbitMQ's message size limit), at most
-# EXPERIENCE_BATCH. A frame also goes out once its first transition is FRAME_MAX_AGE_S
-# old: the size bounds what frames cost, the age how long the learner waits for what is
-# in them (20 ms is 160 transitions at a training run's ~8,000 env steps/s).
+# Experience frames (replay path) are sized in bytes: a publish costs a worker much the
+# same whatever the frame's size (py-amqp's framing and a socket write, code that runs cold
+# between steps), so a frame holds as many transitions as fit in FRAME_BYTES (1,337 of
+# CartPole's 49-byte rows; fewer of a bigger observation, which also keeps a frame well
+# inside RabbitMQ's message size limit), at most EXPERIENCE_BATCH. A frame also goes out
+# once its first transition is FRAME_MAX_AGE_S old: the size bounds what frames cost, the
+# age how long the learner waits for what is in them.
 FRAME_BYTES = 64 * 1024
 EXPERIENCE_BATCH = 4096
 FRAME_MAX_AGE_S = 0.02
@@ -84,7 +83,7 @@ class TransitionCollector:
         start = self.filled
         self.filled = stop = start + len(reward)
         rows = slice(start, stop)
-        columns = self.columns  # unrolled: a loop over the fields cost a microsecond a step
+        columns = self.columns  # unrolled: this runs every step, where a loop would show
         columns[0][rows] = obs
         columns[1][rows] = action
         columns[2][rows] = reward

@@ -1,18 +1,14 @@
 """DQN: configuration, the Double-DQN target, the learner and the acting policy.
 
-Roles (Acme's split of an agent):
 * `DQNConfig` — every setting of a run, from a `RunSpec`, frozen and validated.
-* `DQNLearner` — `update(batch)` on sampled transitions; hands out `policy_state()` for
-  rollout workers and `state()` / `load_state()` for checkpoints (flat dicts of tensors,
-  safetensors-compatible, no pickle). Its update is `NumpyQUpdate` (actors/algorithms/qmlp.py)
-  for runt's MLP and `TorchQUpdate` (autograd) for a custom network.
+* `DQNLearner` — `update(batch)` on sampled transitions, `policy_state()` for rollout
+  workers, `state()` / `load_state()` for checkpoints (flat dicts of tensors). Its update is
+  `NumpyQUpdate` (actors/algorithms/qmlp.py) for runt's MLP, `TorchQUpdate` otherwise.
 * `QPolicy` — epsilon-greedy batched inference for rollout workers and evaluation.
-* `DQN` — the algorithm record (actors/algorithms/interfaces.py): the replay path, transitions
-  collected epsilon-greedily with the run's exploration schedule.
+* `DQN` — the algorithm record: the replay path, epsilon-greedy collection.
 
-References: Mnih et al. 2015 (DQN, target network, Huber loss), van Hasselt et al. 2016
-("Deep Reinforcement Learning with Double Q-learning"); n-step returns (`n_step`): Sutton
-1988, with replay as in Hessel et al. 2018 (Rainbow), see actors/algorithms/nstep.py.
+References: Mnih et al. 2015; van Hasselt et al. 2016 (Double DQN); n-step returns (Sutton
+1988) with replay as in Hessel et al. 2018 (actors/algorithms/nstep.py). docs/algorithms.md.
 """
 
 from __future__ import annotations
@@ -187,8 +183,8 @@ def n_step_discounts(gamma: float, n_step: int) -> torch.Tensor:
 class TorchQUpdate:
     """The DQN update for any Q-network, through torch autograd: the Double-DQN (or
     plain-max) target, Huber loss, gradient-norm clipping, Adam and the target refresh.
-    runt's own MLP trains through `actors.algorithms.qmlp.NumpyQUpdate` instead, the same update
-    at less than half the cost per call."""
+    runt's own MLP trains through `actors.algorithms.qmlp.NumpyQUpdate` instead: the same
+    update without torch's fixed cost per operation, which outweighs such small layers."""
 
     def __init__(self, online: torch.nn.Module, target: torch.nn.Module, config: DQNConfig):
         self.config = config
@@ -196,7 +192,7 @@ class TorchQUpdate:
         self.online_params = list(online.parameters())
         self.target_params = list(target.parameters())
         self.discounts = n_step_discounts(config.gamma, config.n_step)
-        # fused: one kernel for all parameters, measurably faster for small nets on CPU
+        # fused: one kernel for all parameters instead of several per parameter
         self.optimizer = torch.optim.Adam(self.online_params, lr=config.learning_rate, fused=True)
 
     def update(self, batch: Transition, refresh_target: bool) -> dict[str, float]:
@@ -311,8 +307,8 @@ class DQNLearner:
 def adam_step(optimizer: torch.optim.Adam) -> None:
     """`optimizer.step()` for a fused Adam with one parameter group and no weight decay
     or amsgrad, calling the fused kernel directly: torch.optim's per-call work (hooks,
-    profiler record, regrouping the state into lists) took ~70 us of a DQN update on
-    CPU, the kernel itself ~30. The same arithmetic on the same state tensors, so
+    profiler record, regrouping the state into lists) costs more than the kernel for a
+    small network. The same arithmetic on the same state tensors, so
     checkpoints and `load_state` do not change. The first step (which creates the
     state) and any other configuration go through `optimizer.step()`."""
     group = optimizer.param_groups[0]

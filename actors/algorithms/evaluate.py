@@ -6,7 +6,7 @@ sub-environment (rather than the first N episodes to finish) keeps the estimate
 unbiased: short episodes are not over-represented. Where Gymnasium registers a batched
 implementation of the environment (CartPole: one NumPy step for all sub-environments,
 the same dynamics) and the run sets no environment parameters, that one plays them:
-stepping ten CartPoles one by one cost more than the policy's forward pass.
+stepping the sub-environments one by one would cost more than the policy's forward pass.
 """
 
 from __future__ import annotations

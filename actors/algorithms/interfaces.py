@@ -1,7 +1,8 @@
-"""The algorithm interface: what the rollout, buffer and trainer roles need to know about
-an algorithm, as one `Algorithm` record per algorithm, and the protocols of its parts
-(config, learner, policy, collector). Concrete pieces live beside it: the algorithms in
-their own modules, the shared collectors in `collectors.py`, the table in `table.py`.
+"""The algorithm interface: what the rollout, buffer and trainer roles (and the serial
+loop, `serial.py`) need to know about an algorithm, as one `Algorithm` record per
+algorithm, and the protocols of its parts (config, learner, policy, collector).
+Concrete pieces live beside it: the algorithms in their own modules, the shared
+collectors in `collectors.py`, the table in `table.py`.
 See docs/algorithms.md for what each field means and the checklist for adding one.
 """
 
@@ -28,7 +29,7 @@ class Config(Protocol):
     The actors read these: `num_workers`, `envs_per_worker`, `hidden`,
     `weights_publish_interval` (updates per policy version), `eval_interval_updates`,
     `eval_episodes`; the replay path also `batch_size`, `buffer_size`, `learning_starts`,
-    `replay_ratio` and `rate_error_buffer`."""
+    `replay_ratio`, `rate_error_buffer` and (the serial loop's) `rate_limiter(insert_chunk)`."""
 
     num_workers: int
     envs_per_worker: int
@@ -80,9 +81,13 @@ class Collected(NamedTuple):
 
 class Collector(Protocol):
     """What a rollout worker runs between broker polls. `run_steps` is the run's env
-    steps so far, approximately (exploration schedules and warm-ups depend on it)."""
+    steps so far, approximately (exploration schedules and warm-ups depend on it).
+    `flush` hands out what `collect` holds back for a fuller frame (None if nothing):
+    a worker about to wait ships it, and the serial loop takes it after every call."""
 
     def collect(self, run_steps: int) -> Collected: ...
+
+    def flush(self) -> dict[str, np.ndarray] | None: ...
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,10 @@ with m = n, or fewer where the episode ended within n steps. The learner bootstr
 ends it early but still bootstraps (Pardo et al. 2018), a real terminal state never does.
 With n = 1 every transition passes through unchanged (horizon 1).
 
-The n-step return is Sutton 1988 ("Learning to Predict by the Methods of Temporal
-Differences"; Sutton & Barto 2018, section 7.1); its use with DQN-style replay follows
-Hessel et al. 2018 ("Rainbow: Combining Improvements in Deep Reinforcement Learning",
-section 3, multi-step learning) and Acme's `NStepTransitionAdder`, which builds the
-transitions on the actor as this does, so the replay buffer stores and samples them like
-any other. The rewards are those the acting (epsilon-greedy, possibly stale) policy
-collected, uncorrected, as in Rainbow and Ape-X.
+The n-step return is Sutton 1988 (Sutton & Barto 2018, section 7.1). As in Rainbow (Hessel
+et al. 2018) and Acme's `NStepTransitionAdder`, the actor builds the transitions, so the
+replay buffer stores them like any other, with the rewards the acting policy collected,
+uncorrected. See docs/algorithms.md.
 """
 
 from __future__ import annotations

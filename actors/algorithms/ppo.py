@@ -1,6 +1,5 @@
 """PPO: configuration, GAE, the clipped objective, the rollout `Segment`, learner and policy.
 
-Roles (Acme's split of an agent):
 * `PPOConfig` — every setting of a run, from a `RunSpec`, frozen and validated.
 * `collect_segment` + `PPOPolicy` — what a rollout worker runs: `n_steps` steps of its
   vector env with the latest policy, shipped as one `Segment`.
@@ -8,12 +7,8 @@ Roles (Acme's split of an agent):
   clipped surrogate + value loss - entropy bonus. `policy_state()` (policy and value:
   workers compute GAE's values) for workers; `state()` / `load_state()` for checkpoints.
 
-Each `update` wants segments of the current policy version. Over the broker that is the
-on-policy path (`PPO`, the algorithm record): every rollout worker sends one segment
-tagged with its `policy_version` (`SegmentCollector`), the on-policy buffer
-(actors/roles/onpolicy.py) assembles one training batch from `num_workers` segments of the
-current version and drops stale ones, the learner updates once per batch and every
-worker gets the new version before it collects again.
+Each `update` wants segments of the current policy version: over the broker, the on-policy
+path of the `PPO` record (actors/roles/onpolicy.py, docs/algorithms.md).
 
 References: Schulman et al. 2017 ("Proximal Policy Optimization Algorithms"); Schulman et
 al. 2016 (GAE); Pardo et al. 2018 (time limits); defaults from stable-baselines3's PPO.
@@ -430,6 +425,10 @@ class SegmentCollector:
     def collect(self, run_steps: int) -> Collected:
         segment, episodes = collect_segment(self.vector, self.policy, self.n_steps, self.rng)
         return Collected(segment._asdict(), episodes, segment.env_steps)
+
+    def flush(self) -> None:
+        """Nothing is held back: every call returns its whole segment."""
+        return None
 
 
 class GreedyActorCritic(torch.nn.Module):

@@ -1,27 +1,13 @@
 """runt's own MLP Q-network (`actors.networks.QNetwork`) in NumPy: the DQN update, and
 the greedy actions of rollout workers and evaluations.
 
-For a network this small (CartPole: 4 -> 64 -> 64 -> 2 on a batch of 64) the arithmetic
-of an update is a few microseconds; what an update costs is the fixed price of each
-array operation. torch pays several microseconds an operation on the CPU (dispatch,
-tensor objects, autograd's bookkeeping), NumPy one or two, and an update is about sixty
-of them: two forward passes, backpropagation, the gradient clip, Adam and the target
-refresh. Measured on a 2-core CPU: ~230 us an update with torch (hand-written gradients
-and Adam's fused kernel), ~100 us here (tests/actors/algorithms/test_qmlp.py checks the
-two agree).
-
-The parameters stay the torch modules' own. `share_flat` moves a module's parameters
-into one flat float32 array and points the torch parameters at it, without copying, so
-`state_dict()`, `load_state_dict()`, policy weights, checkpoints and the greedy forward
-pass keep working on torch and see every update. Adam is torch.optim.Adam's arithmetic
-(no weight decay, no amsgrad) on flat moment vectors; `optimizer_state()` lays them out
-as torch's optimiser state per parameter (`<index>.step`, `.exp_avg`, `.exp_avg_sq`), so
-a checkpoint of either path restores into the other.
-
-The same holds for acting: a rollout worker's forward pass for 8 observations, or an
-evaluation's for 10, is mostly torch's fixed cost, so `QPolicy` acts through `NumpyMLP`.
-Any other Q-network (a run's custom `policy`) trains through torch autograd
-(`actors.algorithms.dqn.TorchQUpdate`) and acts through torch.
+For a network this small, an update or a forward pass costs the fixed price of each array
+operation, which NumPy pays less of than torch (dispatch, tensor objects, autograd's
+bookkeeping); tests/actors/algorithms/test_qmlp.py checks that the two agree. The
+parameters stay the torch modules' own (`share_flat`), so state dicts, policy weights and
+checkpoints work as on torch, and Adam's moments are laid out as torch's optimiser state, so
+a checkpoint of either path restores into the other. Any other Q-network (a run's custom
+`policy`) trains and acts through torch (`actors.algorithms.dqn.TorchQUpdate`).
 """
 
 from __future__ import annotations

@@ -5,14 +5,10 @@ Applications"): twin Q-networks with Polyak-averaged targets, a tanh-squashed Ga
 actor trained through the reparameterisation trick, and a temperature alpha tuned so
 the policy's entropy stays near a target, -dim(A).
 
-Data: SAC learns from the replay buffer's `Transition` batches (actors/algorithms/replay.py) with
-`action` in the environment's Box scale (float32, what was stepped); the learner maps
-them to the actor's [-1, 1] scale with the action bounds. Rollout workers act with
-`SACPolicy` (loaded from `policy_state()`, the actor only) and, until `learning_starts`
-transitions exist, uniformly at random (stable-baselines3's warm-up).
-
-`SAC` is the algorithm record (actors/algorithms/interfaces.py): the replay path, as DQN, with
-float32 Box actions.
+The learner takes replay `Transition` batches with actions in the environment's Box scale
+and maps them to the actor's [-1, 1]. Rollout workers act with `SACPolicy` (the actor only)
+and uniformly at random until `learning_starts` transitions exist. `SAC` is the algorithm
+record: the replay path, as DQN, with float32 Box actions. See docs/algorithms.md.
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ class VectorCollector:
         """The episodes that ended in sub-environments `which`: their final observations
         go into `next_obs`, their returns and lengths are reported and counted from zero
         again. One sub-environment at a time: a step ends one or two episodes, for which
-        NumPy's fancy indexing cost more than it saved."""
+        NumPy's fancy indexing costs more than it saves."""
         returns, starts, steps = self.episode_reward, self.episode_start, self.steps
         finished = []
         for i in which:

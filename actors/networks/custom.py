@@ -6,21 +6,11 @@ Importing a module runs its code, so only modules under the configured allow-lis
 by the web service when it checks a run and by the actors and inference when they build
 the network.
 
-The contract, per algorithm (observations arrive as float32, flattened to (B, obs_dim)):
-
-* DQN: `Class(obs_dim, n_actions, **kwargs)` is a `torch.nn.Module` whose forward maps
-  observations to Q-values, (B, n_actions). It is the online network; the target network
-  is a deep copy of it.
-* PPO and SAC: `Class(obs_dim, **kwargs)` is a torso, a module mapping observations to
-  features (B, F) for any F >= 1; runt puts its heads on top. PPO builds two torsos, one
-  for the policy (then a linear layer to the logits or the Gaussian mean, plus runt's
-  state-independent log-std) and one for the value (then a linear layer to V); SAC builds
-  one for the actor (then the mean and log-std layers); SAC's critics stay MLPs of
-  `hidden`.
-
-Either way the module initialises its weights from torch's global generator (runt seeds
-it, so the trainer and every rollout worker build the same version 0) and its
-`state_dict()` holds tensors only (weights travel and are stored as safetensors).
+The contract (`CONTRACTS`): for DQN, `Class(obs_dim, n_actions, **kwargs)` maps float32
+observations (B, obs_dim) to Q-values (B, n_actions); for PPO and SAC, `Class(obs_dim,
+**kwargs)` is a torso returning features (B, F) under runt's heads. Weights initialise from
+torch's seeded global generator; `state_dict()` holds tensors only. The contract in full:
+docs/algorithms.md (custom networks); the allow-list: docs/security.md.
 """
 
 from __future__ import annotations

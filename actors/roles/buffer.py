@@ -1,17 +1,12 @@
 """The replay buffer actor (the `replay` path of DQN and SAC): the run's replay memory
 between rollout workers and the trainer. (PPO's on-policy buffer is actors/roles/onpolicy.py.)
 
-Experience frames from every worker are inserted into a NumPy ring buffer; minibatches
-are sampled uniformly and sent to the trainer, several per frame. Two rules keep the
-replay ratio a setting rather than an accident of process speeds:
-- the `RateLimiter` holds sampled/inserted to `samples_per_insert` (within an error
-  buffer), as Reverb's SampleToInsertRatio does: when inserts run ahead they wait in a
-  bounded backlog (oldest dropped and counted), when samples run ahead they wait;
-- the trainer grants credit (`run.<id>.credit`) for the frames it has consumed, and at
-  most `IN_FLIGHT` frames are outstanding, so the samples queue never floods. Credit
-  that does not come for `CREDIT_TIMEOUT_S` while frames are outstanding (they or their
-  credit were lost: a broker restart, a trainer killed) is given up on: the frames are
-  counted as consumed, so the run goes on.
+Experience frames from every worker go into a NumPy ring buffer; minibatches are sampled
+uniformly and sent to the trainer. The `RateLimiter` holds sampled/inserted to
+`samples_per_insert` (as Reverb's SampleToInsertRatio does), and the trainer's credit
+(`run.<id>.credit`) bounds the frames in flight to `IN_FLIGHT`; credit that does not come
+for `CREDIT_TIMEOUT_S` (lost with a broker restart or a killed trainer) is given up on, so
+the run goes on. See docs/architecture.md (roles).
 """
 
 from __future__ import annotations
@@ -41,8 +36,8 @@ IN_FLIGHT = 4  # sample frames the trainer may have unconsumed
 BACKLOG_FRAMES = 64  # experience pieces held while the rate limiter blocks inserts
 # Transitions inserted at a time. The rate limiter's error buffer has to cover one insert,
 # so an experience frame (up to FRAME_BYTES, sized for the worker's cost of publishing) is
-# inserted in pieces: the learner stays as close to the configured ratio as it did with
-# small frames, instead of running dozens of updates ahead on a big one.
+# inserted in pieces: the learner stays as close to the configured ratio as with small
+# frames, instead of running dozens of updates ahead on a big one.
 INSERT_CHUNK = 32
 CREDIT_TIMEOUT_S = 10.0  # outstanding frames without credit this long are taken as lost
 

@@ -1,18 +1,15 @@
 """The evaluator: scores the trainer's policy greedily, beside the trainer instead of
 inside it.
 
-Every `eval_interval_updates` updates the trainer publishes an `evaluate` request (the
-policy's weights, the update count, the env steps so far and the evaluation seed) on the
-run's evaluate queue, which keeps only the newest request. The evaluator plays
-`eval_episodes` greedy episodes with those weights (actors/algorithms/evaluate.py) and publishes
-the `evaluation` event; the trainer hears it on its event tap and ends the run when the
-mean reaches `stop_reward`.
+The trainer publishes an `evaluate` request (weights, update count, env steps, seed) every
+`eval_interval_updates` updates on a queue that keeps only the newest; the evaluator plays
+`eval_episodes` greedy episodes (actors/algorithms/evaluate.py) and publishes the
+`evaluation` event, on which the trainer ends the run once the mean reaches `stop_reward`.
 
-Why an actor of its own: evaluating a good CartPole policy (ten episodes of 500 steps)
-took as long as a few hundred updates, and the trainer, the run's bottleneck, did
-nothing else meanwhile. Here it runs on another core while the trainer keeps learning.
-An evaluator holds nothing worth keeping: the agent restarts one that dies, and a
-request lost with it is followed by the next.
+An actor of its own because playing a good policy's long episodes takes as long as many
+updates, and the trainer is the run's bottleneck: here evaluation runs on another core
+while the trainer keeps learning. It holds nothing worth keeping: the agent restarts one
+that dies, and a request lost with it is followed by the next.
 """
 
 from __future__ import annotations
@@ -53,8 +50,8 @@ class Evaluator(Actor):
             self.score(header, bytes_to_state(weights))
 
     def score(self, header: EvaluateHeader, policy_state) -> None:
-        # A fresh policy each time, as a checkpoint is loaded: a millisecond against the
-        # tens an evaluation takes, and nothing carried over from the last one.
+        # A fresh policy each time, as a checkpoint is loaded: cheap beside the evaluation
+        # itself, and nothing is carried over from the last one.
         policy = self.algorithm.policy_from_meta(header.network, policy_state)
         result = evaluate(
             policy,

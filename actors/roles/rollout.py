@@ -1,27 +1,15 @@
 """The rollout worker: plays the run's environments with the newest policy it has and
 ships what happened.
 
-What it collects is the algorithm's (actors/algorithms/interfaces.py `Algorithm.make_collector`):
-- replay path (DQN, SAC): each step acts on all of its sub-environments at once (one
-  batched forward pass) with the algorithm's exploration (DQN: Ape-X fixed epsilons per
-  actor or an annealed schedule; SAC: uniform warm-up, then the actor's samples), and
-  ships transitions in frames of up to `FRAME_BYTES` (a shorter one once the frame is
-  `FRAME_MAX_AGE_S` old, or when it is about to pause), tagged with the policy version
-  that produced them. New weights are looked for between steps (every `POLL_EVERY_S`),
-  never waited for — except that a worker which has run `max_steps_per_version` steps
-  ahead of the learner pauses briefly, so collection cannot starve the learner of CPU.
-- on-policy path (PPO): collects one fixed-length segment with its current policy,
-  ships it tagged with that `policy_version`, then waits, without acting, until it holds
-  a newer version (the learner's next one). So in steady state no worker produces a
-  stale segment, and the buffer's stale count stays at the few a restart may cause.
-Finished episodes, each with this worker's id, incarnation and sequence number, are
-reported together in one `episodes` event every `EPISODES_EVERY_S`.
-
-Episode events are published by a thread of the worker with connections of its own
-(broker/background.py), so the loop does not wait for their confirms; a worker that stops
-waits in `finish` until every event it handed over is confirmed. Frames stay on the loop
-(unconfirmed, on the Bus's bulk connection): handing each of them to that thread cost the
-loop about as much as the socket write it saved.
+What it collects is the algorithm's (`Algorithm.make_collector`). Replay path (DQN, SAC):
+transitions in frames tagged with the policy version that played them; new weights are
+looked for between steps, never waited for, unless the worker has run
+`max_steps_per_version` steps ahead (collection must not starve the learner of CPU).
+On-policy path (PPO): one segment of the current version, then a wait for the next.
+Finished episodes are reported together in one `episodes` event every `EPISODES_EVERY_S`,
+published and confirmed by a thread of the worker (broker/background.py); frames stay on the
+loop, unconfirmed, since handing them over would cost about what the socket write does.
+See docs/architecture.md (roles).
 """
 
 from __future__ import annotations
@@ -52,12 +40,12 @@ log = logging.getLogger("runt.rollout")
 
 STEPS_AHEAD_SLACK = 4.0  # how far ahead of the learner's consumption a worker may run
 EPISODES_EVERY_S = 0.25  # finished episodes are reported together this often
-# ... or as soon as this many are waiting. Short episodes (CartPole under an untrained
-# policy: ~3,500 a second on 8 environments) filled 256 fourteen times a second, and
-# each event costs a validation, a confirmed publish and two thread hand-overs.
+# ... or as soon as this many are waiting. Short episodes (an untrained policy's) come by
+# thousands a second, and each event costs a validation, a confirmed publish and two
+# thread hand-overs, so a bound much lower would send many events a second.
 EPISODES_PER_EVENT = 1024
 # Weights and stop commands are looked for this often while collecting, not every step:
-# a poll of an idle AMQP connection (two socket timeouts and a read) cost more than a step.
+# a poll of an idle AMQP connection (two socket timeouts and a read) costs more than a step.
 POLL_EVERY_S = 0.01
 # A replay-path worker paused for the learner this long takes another allotment of steps:
 # experience lost with a broker restart must not leave worker and learner each waiting

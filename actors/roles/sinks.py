@@ -3,15 +3,10 @@ and/or a Weights & Biases run, when the run's `metric_sinks` asks for them.
 
 Files go under the trainer's `training.metrics_dir` (actors/settings.py), one folder per
 run: `run-<id>/tensorboard/` (open with `tensorboard --logdir`) and `run-<id>/wandb/`
-(an offline run there uploads with `wandb sync`). The x-axis is the run's env steps.
-What is written:
-
-* every metrics report, under its own name (`losses/…`, `charts/…`, `buffer/…`);
-* every greedy evaluation: `eval/mean_return`, `eval/std_return`;
-* every training episode: `charts/episodic_return`, `charts/episodic_length`.
-
-The packages are the optional extra `runt[metrics]` (tensorboard, wandb); they are
-imported only by a trainer whose run asks for them.
+(an offline run there uploads with `wandb sync`), over the run's env steps: every metrics
+report, every greedy evaluation (`eval/…`) and every training episode
+(`charts/episodic_…`). The packages are the optional extra `runt[metrics]`, imported only
+by a trainer whose run asks for them. See docs/algorithms.md (metric sinks).
 """
 
 from __future__ import annotations

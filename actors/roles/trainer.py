@@ -1,22 +1,13 @@
 """The trainer: learns from what the buffer sends and is the run's clock.
 
-The learner is the algorithm's (actors/algorithms/interfaces.py). On the replay path it updates on
-every minibatch of a `samples` frame and grants the buffer credit for each frame; on the
-on-policy path it updates once on each training batch (the segments of one policy
-version). It publishes new policy weights every `weights_publish_interval` updates
-(on-policy: after every update) with an increasing version, reports metrics every few
-seconds, asks the run's evaluator (actors/roles/evaluator.py) to score the greedy policy every
-`eval_interval_updates` updates, and checkpoints when it starts (the policy it begins
-with), every 30 s and at the end.
-It also keeps its latest state in a local checkpoint in the agent's work directory
-(every few seconds): a trainer the agent restarts after a kill continues from there
-(weights, optimiser, update count, env steps, the episodes counted, the policy version),
-and its weights carry its incarnation as `epoch`, so workers take them even where the
-lost trainer had published higher versions. The buffer's contents are not kept.
-It counts the run's training episodes from the episode events and hears the evaluations;
-when `target_episode` is reached, or an evaluation mean reaches `stop_reward`, it ends
-the run: final checkpoint (on `stop_reward`, the state that was evaluated, kept from
-when it asked), status `completed`, and a stop command that every actor of the run obeys.
+The algorithm's learner updates on each `samples` frame (replay path, granting the buffer
+credit) or training batch (on-policy path). The trainer publishes versioned weights, metrics,
+`evaluate` requests for the evaluator and checkpoints (at the start, every
+`CHECKPOINT_EVERY_S` and at the end), and keeps a local checkpoint in the agent's work
+directory that a restarted trainer continues from (docs/reliability.md). It counts the run's
+episodes and hears the evaluations; at `target_episode` or `stop_reward` it ends the run
+with a final checkpoint (on `stop_reward`, the state that was evaluated), status
+`completed` and a stop command for every actor. See docs/architecture.md (roles).
 """
 
 from __future__ import annotations
@@ -34,6 +25,7 @@ import numpy as np
 
 from actors.algorithms.interfaces import EnvShape
 from actors.algorithms.replay import Transition
+from actors.algorithms.segments import unstack
 from actors.envs.build import make_env
 from actors.roles.base import Actor, Every
 from actors.roles.sinks import MetricWriter
@@ -287,12 +279,7 @@ class Trainer(Actor):
                 header.policy_version, self.learner.updates,
             )  # fmt: skip
             return
-        make_segment = self.algorithm.segment_type
-        segments = [
-            make_segment(**{name: array[i] for name, array in arrays.items()})
-            for i in range(header.segments)
-        ]
-        self.record(self.learner.update(segments))
+        self.record(self.learner.update(unstack(self.algorithm.segment_type, arrays)))
         self.frames += 1
 
     def record(self, metrics: dict[str, float]) -> None:
@@ -351,6 +338,8 @@ class Trainer(Actor):
     def publish_weights(self) -> None:
         self.version = self.learner.updates // self.config.weights_publish_interval
         self.weights_sent_at = time.monotonic()
+        # The epoch is the incarnation: workers take a restarted trainer's weights even where
+        # the lost one had published higher versions.
         header = WeightsHeader(run_id=self.run_id, version=self.version, epoch=self.incarnation)
         self.publish_policy("weights", header)
 

@@ -129,7 +129,7 @@ def report(
             else:
                 verdict = "-" if wall is None else ("PASS" if wall <= 1.0 else "MISS")
                 target = f" (target <= 1.0) -> {verdict}"
-            # "runt/<base>" as before for the DQN preset; "runt-ppo/<base>" for PPO's
+            # "runt/<base>" for the DQN preset; "runt-ppo/<base>" for PPO's
             ratios[base if mine == "runt" else f"{mine}/{base}"] = {
                 "wall": wall,
                 "after_startup": after,

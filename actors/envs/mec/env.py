@@ -1,40 +1,11 @@
 """runt/MecOffload-v0: task offloading from user devices to a mobile-edge server.
 
-The system. `n_UE` devices each receive computing tasks as a Poisson process of rate
-`task_arrival_rate`. A task has an input of S bits, needs C CPU cycles and has a deadline
-D seconds after its arrival; S, C and D are drawn uniformly from [0.5, 1.5] x their
-averages (`task_size_average`, `task_comsumption_average`, `task_time_average`). A task
-either runs on its device's CPU (`UE_computation_capacity` cycles/s, first come first
-served) or is uploaded over the device's radio (one upload at a time, Shannon rate, see
-`channel.py`) and runs on the edge server (`MEC_computation_capacity` cycles/s).
-
-The edge server is split into U = 2^(n_share_levels - 1) equal units; an offloaded task
-books 1, 2, 4 ... U of them (its share: 1/U ... all of the server) and, once uploaded,
-runs on them at share x `MEC_computation_capacity` as soon as all its units are free.
-Units are booked when the decision is made, in decision order, and not pre-empted.
-
-Decisions, one per step. Each step decides the one task that has just arrived (tasks of
-all devices, in arrival order), then the clock jumps to the next arrival. This sequential
-form keeps the action space at Discrete(1 + share levels x power levels) whatever n_UE,
-and the observation at a fixed size, so DQN and PPO act on it unchanged for any number
-of devices; a joint action for all devices would be Discrete((1 + K)^n_UE). Devices
-without a new task need no decision, so no step is wasted on them. Action 0 computes the
-task locally; action 1 + i * n_power_levels + j offloads it with share level i and power
-level j (`decode_action`). The outcome of a decision is known when it is made, so every
-step's reward belongs to that step's decision:
-
-    reward = -(latency_weight * latency + energy_weight * energy) - deadline_penalty * missed
-
-with latency = queueing + upload + computation time (s), energy the device's joules
-(computing locally, or transmitting), missed = latency > deadline. The environment
-never terminates; episodes are cut by the time limit (`max_episode_steps` decisions).
-`evaluate(action)` previews a decision's `Outcome` without taking it.
-
-Observation (float32, all within [-10, 10]): the task's size, cycles and deadline over
-their averages; its deadline slack if computed locally and its channel gain in dB (both
-normalised); the backlog of its device's CPU and radio; the backlog of each edge unit,
-smallest first. Backlogs are seconds of queued work over `task_time_average`.
-`set_state(observation)` puts the system into the state an observation shows.
+`n_UE` devices receive computing tasks; each step decides, for the task that has just
+arrived, to compute it on its device or to upload it and run it on a share of the edge
+server, and is rewarded with minus the weighted latency and energy, minus a penalty per
+missed deadline. `MecOffloadEnv` specifies the system, the actions and the observation;
+the model's sources are in `constants.py` and `channel.py`, and docs/environments.md
+compares learned policies with fixed ones.
 
 `render_mode="rgb_array"` draws the queues as a small image (`render.py`).
 """
@@ -91,8 +62,47 @@ class Outcome(NamedTuple):
 
 
 class MecOffloadEnv(gym.Env):
-    """Keyword arguments: `render_mode` (None or "rgb_array") and any field of
-    `MecParams` (RUNT's seven fields and runt's own), all optional."""
+    """Task offloading from `n_UE` devices to a mobile-edge server, one decision a step.
+
+    The system. `n_UE` devices each receive computing tasks as a Poisson process of rate
+    `task_arrival_rate`. A task has an input of S bits, needs C CPU cycles and has a deadline
+    D seconds after its arrival; S, C and D are drawn uniformly from [0.5, 1.5] x their
+    averages (`task_size_average`, `task_comsumption_average`, `task_time_average`). A task
+    either runs on its device's CPU (`UE_computation_capacity` cycles/s, first come first
+    served) or is uploaded over the device's radio (one upload at a time, Shannon rate, see
+    `channel.py`) and runs on the edge server (`MEC_computation_capacity` cycles/s).
+
+    The edge server is split into U = 2^(n_share_levels - 1) equal units; an offloaded task
+    books 1, 2, 4 ... U of them (its share: 1/U ... all of the server) and, once uploaded,
+    runs on them at share x `MEC_computation_capacity` as soon as all its units are free.
+    Units are booked when the decision is made, in decision order, and not pre-empted.
+
+    Decisions, one per step. Each step decides the one task that has just arrived (tasks of
+    all devices, in arrival order), then the clock jumps to the next arrival. This sequential
+    form keeps the action space at Discrete(1 + share levels x power levels) whatever n_UE,
+    and the observation at a fixed size, so DQN and PPO act on it unchanged for any number
+    of devices; a joint action for all devices would be Discrete((1 + K)^n_UE). Devices
+    without a new task need no decision, so no step is wasted on them. Action 0 computes the
+    task locally; action 1 + i * n_power_levels + j offloads it with share level i and power
+    level j (`decode_action`). The outcome of a decision is known when it is made, so every
+    step's reward belongs to that step's decision:
+
+        reward = -(latency_weight * latency + energy_weight * energy) - deadline_penalty * missed
+
+    with latency = queueing + upload + computation time (s), energy the device's joules
+    (computing locally, or transmitting), missed = latency > deadline. The environment
+    never terminates; episodes are cut by the time limit (`max_episode_steps` decisions).
+    `evaluate(action)` previews a decision's `Outcome` without taking it.
+
+    Observation (float32, all within [-10, 10]): the task's size, cycles and deadline over
+    their averages; its deadline slack if computed locally and its channel gain in dB (both
+    normalised); the backlog of its device's CPU and radio; the backlog of each edge unit,
+    smallest first. Backlogs are seconds of queued work over `task_time_average`.
+    `set_state(observation)` puts the system into the state an observation shows.
+
+    Keyword arguments: `render_mode` (None or "rgb_array") and any field of
+    `MecParams` (RUNT's seven fields and runt's own), all optional.
+    """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 

@@ -1,5 +1,6 @@
 """Actor processes run at the configured niceness (`agent.actor_nice`), on both ways an
-agent starts them: forked from the warm agent and as a fresh interpreter."""
+agent starts them (actors/agent/launch.py): forked from the warm agent and as a fresh
+interpreter; `lower_priority` (actors/agent/runner.py) only ever lowers it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from actors.agent.launch import ActorId, ProcessLauncher
 from actors.agent.runner import lower_priority
 from schemas.config import load_config
 from schemas.messages import RunSpec
+from tests.actors.helpers import spec_for
 
 NICE = 15
 
@@ -19,18 +21,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "setpriority"), reason="no proce
 
 
 def spec() -> RunSpec:
-    return RunSpec(
-        run_id=1,
-        algorithm="dqn",
-        env_id="CartPole-v1",
-        target_episode=10,
-        seed=1,
-        num_workers=1,
-        learning_rate=1e-3,
-        batch_size=32,
-        buffer_size=1000,
-        gamma=0.99,
-    )
+    return spec_for("dqn", "CartPole-v1", seed=1, buffer_size=1000)
 
 
 def niceness_of(child, timeout: float = 60.0) -> int:

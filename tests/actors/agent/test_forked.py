@@ -1,5 +1,6 @@
-"""Forking actor processes from a connected agent: the child must not touch the agent's
-broker connection, and the agent must keep it."""
+"""Forking actor processes from a connected agent (actors/agent/forked.py, the fork rule of
+broker/sync.py): the child must not touch the agent's broker connection, and the agent
+must keep it."""
 
 from __future__ import annotations
 

@@ -1,13 +1,11 @@
-"""DQN maths and plumbing: the Double-DQN target, config, learner, checkpoints, policy."""
+"""DQN maths and plumbing (actors/algorithms/dqn.py, its network in actors/networks/mlp.py):
+the Double-DQN target, config, learner, checkpoints, policy."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -18,46 +16,19 @@ from actors.algorithms.dqn import (
     adam_step,
     double_dqn_target,
 )
-from actors.algorithms.replay import Transition
-from actors.envs.build import EnvSpaces
 from actors.networks.mlp import build_q_network, network_from_meta
 from schemas.messages import RunSpec
-
-SPACES = EnvSpaces(obs_shape=(4,), obs_dtype=np.dtype(np.float32), n_actions=2)
-PRESET = Path(__file__).resolve().parents[3] / "configs" / "dqn_cartpole.yaml"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _optimizer_imports() -> None:
-    """A process's first torch optimiser imports torch._dynamo (about a second); pay that
-    once here rather than inside whichever test happens to run first."""
-    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+from tests.actors.helpers import DISCRETE, preset, random_transitions, spec_for
 
 
 def make_spec(**hyperparameters) -> RunSpec:
-    return RunSpec(
-        run_id=1,
-        algorithm="dqn",
-        env_id="CartPole-v1",
-        learning_rate=1e-3,
-        batch_size=32,
+    return spec_for(
+        "dqn",
+        "CartPole-v1",
         buffer_size=1000,
         gamma=0.9,
-        seed=3,
         num_workers=2,
-        target_episode=10,
         hyperparameters=hyperparameters,
-    )
-
-
-def random_batch(rng: np.random.Generator, size: int = 32) -> Transition:
-    return Transition(
-        obs=rng.normal(size=(size, 4)).astype(np.float32),
-        action=rng.integers(0, 2, size=size),
-        reward=rng.normal(size=size).astype(np.float32),
-        next_obs=rng.normal(size=(size, 4)).astype(np.float32),
-        terminated=rng.random(size) < 0.2,
-        horizon=np.ones(size, dtype=np.int32),
     )
 
 
@@ -83,11 +54,11 @@ def test_plain_max_target_by_hand():
 @pytest.mark.parametrize("double_q", [True, False])
 def test_double_q_picks_the_learners_target(double_q):
     config = DQNConfig.from_spec(make_spec(hidden=[16], double_q=double_q))
-    learner = DQNLearner(config, SPACES, seed=0)
+    learner = DQNLearner(config, DISCRETE, seed=0)
     with torch.no_grad():  # a target net unlike the online one, so the two targets differ
         for param in learner.target_network.parameters():
             param.mul_(-1.5)
-    batch = random_batch(np.random.default_rng(1))
+    batch = random_transitions(np.random.default_rng(1), DISCRETE)
     next_obs = torch.as_tensor(batch.next_obs)
     with torch.no_grad():
         args = (torch.as_tensor(batch.reward), torch.as_tensor(batch.terminated), 0.9)
@@ -127,8 +98,7 @@ def test_config_names_the_bad_hyperparameter(hyperparameters, message):
 
 
 def test_the_cartpole_preset_is_a_valid_dqn_config():
-    preset = yaml.safe_load(PRESET.read_text())
-    config = DQNConfig.from_spec(RunSpec(run_id=1, seed=0, **preset))
+    config = DQNConfig.from_spec(RunSpec(run_id=1, seed=0, **preset("dqn_cartpole")))
     assert config.hidden == (64, 64)
     assert config.rate_limiter(insert_chunk=config.num_actors).can_insert(config.learning_starts)
 
@@ -136,19 +106,19 @@ def test_the_cartpole_preset_is_a_valid_dqn_config():
 def test_network_init_depends_on_the_seed_alone():
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
-    first = build_q_network(SPACES, (8,), seed=7).state_dict()
-    second = build_q_network(SPACES, (8,), seed=7).state_dict()
-    other = build_q_network(SPACES, (8,), seed=8).state_dict()
+    first = build_q_network(DISCRETE, (8,), seed=7).state_dict()
+    second = build_q_network(DISCRETE, (8,), seed=7).state_dict()
+    other = build_q_network(DISCRETE, (8,), seed=8).state_dict()
     assert torch.equal(torch.random.get_rng_state(), before)  # global generator untouched
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not torch.equal(first["layers.0.weight"], other["layers.0.weight"])
     torch.manual_seed(7)  # the plain recipe gives the same version 0
-    plain = build_q_network(SPACES, (8,)).state_dict()
+    plain = build_q_network(DISCRETE, (8,)).state_dict()
     assert all(torch.equal(first[k], plain[k]) for k in first)
 
 
 def test_network_meta_rebuilds_the_architecture():
-    network = build_q_network(SPACES, (16, 8), seed=0)
+    network = build_q_network(DISCRETE, (16, 8), seed=0)
     meta = network.network_meta()
     assert meta == {"architecture": "mlp_q", "obs_dim": 4, "n_actions": 2, "hidden": [16, 8]}
     rebuilt = network_from_meta(meta)
@@ -161,9 +131,9 @@ def test_network_meta_rebuilds_the_architecture():
 
 def test_update_reports_namespaced_metrics_and_moves_the_online_net():
     config = DQNConfig.from_spec(make_spec(hidden=[16], target_update_interval=3))
-    learner = DQNLearner(config, SPACES, seed=0)
+    learner = DQNLearner(config, DISCRETE, seed=0)
     before = learner.policy_state()
-    metrics = learner.update(random_batch(np.random.default_rng(0)))
+    metrics = learner.update(random_transitions(np.random.default_rng(0), DISCRETE))
     assert set(metrics) >= {"losses/td_loss", "losses/q_mean", "losses/grad_norm"}
     assert all(isinstance(v, float) and np.isfinite(v) for v in metrics.values())
     assert learner.updates == 1
@@ -194,22 +164,22 @@ def test_direct_adam_step_is_torch_adams_step():
 
 def test_target_net_is_copied_every_k_updates():
     config = DQNConfig.from_spec(make_spec(hidden=[16], target_update_interval=3))
-    learner = DQNLearner(config, SPACES, seed=0)
+    learner = DQNLearner(config, DISCRETE, seed=0)
     rng = np.random.default_rng(0)
     initial = learner.target_network.state_dict()["layers.0.weight"].clone()
     for _ in range(2):
-        learner.update(random_batch(rng))
+        learner.update(random_transitions(rng, DISCRETE))
     assert torch.equal(learner.target_network.state_dict()["layers.0.weight"], initial)
-    learner.update(random_batch(rng))
+    learner.update(random_transitions(rng, DISCRETE))
     online, target = learner.q_network.state_dict(), learner.target_network.state_dict()
     assert all(torch.equal(online[k], target[k]) for k in online)
 
 
 def test_polyak_averaging_moves_the_target_by_tau():
     config = DQNConfig.from_spec(make_spec(hidden=[16], target_update_interval=1, tau=0.25))
-    learner = DQNLearner(config, SPACES, seed=0)
+    learner = DQNLearner(config, DISCRETE, seed=0)
     old_target = learner.target_network.state_dict()["layers.0.weight"].clone()
-    learner.update(random_batch(np.random.default_rng(0)))
+    learner.update(random_transitions(np.random.default_rng(0), DISCRETE))
     online = learner.q_network.state_dict()["layers.0.weight"]
     expected = 0.75 * old_target + 0.25 * online
     assert torch.allclose(learner.target_network.state_dict()["layers.0.weight"], expected)
@@ -218,12 +188,12 @@ def test_polyak_averaging_moves_the_target_by_tau():
 def test_learner_state_round_trips_through_safetensors_bytes():
     config = DQNConfig.from_spec(make_spec(hidden=[16], target_update_interval=4))
     rng = np.random.default_rng(0)
-    learner = DQNLearner(config, SPACES, seed=0)
+    learner = DQNLearner(config, DISCRETE, seed=0)
     for _ in range(5):
-        learner.update(random_batch(rng))
+        learner.update(random_transitions(rng, DISCRETE))
 
     blob = save_safetensors(learner.state())
-    restored = DQNLearner(config, SPACES, seed=99)
+    restored = DQNLearner(config, DISCRETE, seed=99)
     restored.load_state(load_safetensors(blob))
 
     assert restored.updates == 5
@@ -234,14 +204,14 @@ def test_learner_state_round_trips_through_safetensors_bytes():
     assert set(saved) == set(loaded) and saved
     for key, value in saved.items():
         assert torch.equal(loaded[key], value), key
-    batch = random_batch(rng)  # and training goes on exactly as it would have
+    batch = random_transitions(rng, DISCRETE)  # and training goes on exactly as it would have
     assert restored.update(batch) == learner.update(batch)
     assert torch.equal(restored.q_network(obs), learner.q_network(obs))
 
 
 def test_policy_acts_greedily_without_epsilon_and_randomly_with_it():
     config = DQNConfig.from_spec(make_spec(hidden=[16]))
-    learner = DQNLearner(config, SPACES, seed=0)
+    learner = DQNLearner(config, DISCRETE, seed=0)
     policy = QPolicy.from_meta(learner.network_meta(), learner.policy_state())
     obs = np.random.default_rng(1).normal(size=(500, 4)).astype(np.float32)
     rng = np.random.default_rng(0)
@@ -256,7 +226,7 @@ def test_policy_acts_greedily_without_epsilon_and_randomly_with_it():
 
 def test_version_zero_policy_matches_the_learner_built_from_the_same_seed():
     config = DQNConfig.from_spec(make_spec(hidden=[16]))
-    learner = DQNLearner(config, SPACES, seed=5)
-    policy = QPolicy.from_spaces(SPACES, config.hidden, seed=5)
+    learner = DQNLearner(config, DISCRETE, seed=5)
+    policy = QPolicy.from_spaces(DISCRETE, config.hidden, seed=5)
     state = policy.network.state_dict()
     assert all(torch.equal(state[k], v) for k, v in learner.policy_state().items())

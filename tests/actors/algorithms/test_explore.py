@@ -1,4 +1,5 @@
-"""Epsilon schedules: Ape-X per-actor epsilons and linear annealing."""
+"""Epsilon schedules (actors/algorithms/explore.py): Ape-X per-actor epsilons and linear
+annealing."""
 
 from __future__ import annotations
 

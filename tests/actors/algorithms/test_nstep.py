@@ -1,5 +1,6 @@
 """n-step transitions (actors/algorithms/nstep.py): returns, horizons and episode ends
-checked against sums written out by hand, and the learner's use of them."""
+checked against sums written out by hand, and the DQN learner's use of them
+(actors/algorithms/dqn.py). How workers frame them: test_collectors.py."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from actors.algorithms.collectors import FRAME_BYTES, TransitionCollector, frame_rows
 from actors.algorithms.dqn import DQNConfig, DQNLearner, double_dqn_target, n_step_discounts
 from actors.algorithms.nstep import NStepTransitions
 from actors.algorithms.replay import Transition
-from actors.envs.build import EnvSpaces, VectorCollector, make_vector_env
+from actors.envs.build import VectorCollector, make_vector_env
 from schemas.messages import RunSpec
+from tests.actors.helpers import DISCRETE, spec_for
 
 GAMMA = 0.5  # powers that are exact in binary floating point
 
@@ -31,11 +32,15 @@ def step_of(t: int, rewards, terminated=(False, False), num_envs: int = 2) -> Tr
 
 
 def dqn_spec(**hyperparameters) -> RunSpec:
-    return RunSpec(
-        run_id=1, algorithm="dqn", env_id="CartPole-v1", learning_rate=1e-3, batch_size=8,
-        buffer_size=1000, gamma=0.9, seed=0, num_workers=1, target_episode=10,
+    return spec_for(
+        "dqn",
+        "CartPole-v1",
+        batch_size=8,
+        buffer_size=1000,
+        gamma=0.9,
+        seed=0,
         hyperparameters=hyperparameters,
-    )  # fmt: skip
+    )
 
 
 def rows(batch: Transition) -> list[tuple]:
@@ -130,94 +135,6 @@ def test_every_step_becomes_exactly_one_transition_on_a_real_environment():
     envs.close()
 
 
-def test_the_collector_frames_every_n_step_transition():
-    """The rollout worker's collector ships n-step transitions in frames of at least
-    `batch` rows; together with a flush they are every transition completed."""
-    envs = make_vector_env("CartPole-v1", None, 4, seed=1)
-    vector = VectorCollector(envs, seed=1)
-    rng = np.random.default_rng(1)
-    collector = TransitionCollector(
-        vector,
-        lambda obs, steps: rng.integers(0, 2, size=len(obs)),
-        50,
-        NStepTransitions(3, 0.9),
-        max_age_s=float("inf"),  # by size only here
-    )
-    frames, env_steps = [], 0
-    for _ in range(200):
-        arrays, _, steps = collector.collect(0)
-        env_steps += steps
-        if arrays is not None:
-            assert 50 <= len(arrays["reward"]) < 50 + 4 * 3
-            frames.append(arrays)
-    frames.append(collector.flush())
-    total = sum(len(frame["reward"]) for frame in frames)
-    assert env_steps == 800 and 800 - 4 * 2 <= total <= 800
-    assert {int(h) for frame in frames for h in frame["horizon"]} == {1, 2, 3}
-    envs.close()
-
-
-def test_a_frame_goes_out_when_full_or_when_its_first_step_is_old():
-    """Frames of `batch` transitions, or fewer once the first is `max_age_s` old: a slow
-    environment's transitions do not wait for a full frame."""
-    envs = make_vector_env("CartPole-v1", None, 4, seed=1)
-    now = [0.0]
-    collector = TransitionCollector(
-        VectorCollector(envs, seed=1),
-        lambda obs, steps: np.zeros(len(obs), dtype=np.int64),
-        batch=40,
-        max_age_s=0.02,
-        clock=lambda: now[0],
-    )
-    sizes = []
-    for step in range(60):
-        now[0] = step * 0.001 if step < 30 else 1.0 + 0.05 * step  # fast, then slow steps
-        arrays, _, _ = collector.collect(0)
-        if arrays is not None:
-            sizes.append(len(arrays["reward"]))
-    # fast: 10 steps of 4 fill a frame long before 20 ms; slow: steps are 50 ms apart,
-    # so a frame goes out with its second step
-    assert sizes == [40] * 3 + [8] * 15
-    envs.close()
-
-
-def test_frames_are_sized_by_their_bytes():
-    """Without a `batch`, a frame holds what fits in FRAME_BYTES: CartPole's rows are 49
-    bytes (obs and next_obs 4 float32 each, an int64 action, a float32 reward, a bool,
-    an int32 horizon); a wide observation gets fewer rows, never none."""
-    cartpole = Transition(
-        obs=np.zeros((8, 4), np.float32),
-        action=np.zeros(8, np.int64),
-        reward=np.zeros(8, np.float32),
-        next_obs=np.zeros((8, 4), np.float32),
-        terminated=np.zeros(8, bool),
-        horizon=np.ones(8, np.int32),
-    )
-    assert frame_rows(cartpole) == FRAME_BYTES // 49
-    image = cartpole._replace(
-        obs=np.zeros((8, 84, 84, 4), np.uint8), next_obs=np.zeros((8, 84, 84, 4), np.uint8)
-    )
-    assert frame_rows(image) == max(1, FRAME_BYTES // (2 * 84 * 84 * 4 + 17))
-    huge = cartpole._replace(obs=np.zeros((8, 2**16), np.float32))
-    assert frame_rows(huge) == 1
-
-    envs = make_vector_env("CartPole-v1", None, 8, seed=1)
-    collector = TransitionCollector(
-        VectorCollector(envs, seed=1),
-        lambda obs, steps: np.zeros(len(obs), dtype=np.int64),
-        max_age_s=float("inf"),
-    )
-    sizes = []
-    while len(sizes) < 2:
-        arrays, _, _ = collector.collect(0)
-        if arrays is not None:
-            sizes.append(len(arrays["reward"]))
-            frame_bytes = sum(a.nbytes for a in arrays.values())
-            assert FRAME_BYTES - 8 * 49 < frame_bytes <= FRAME_BYTES + 8 * 49
-    assert sizes == [FRAME_BYTES // 49 + 7] * 2  # whole steps of 8: 1,337 rounded up
-    envs.close()
-
-
 def test_the_learner_bootstraps_with_gamma_to_the_horizon():
     assert n_step_discounts(0.9, 3).tolist() == pytest.approx([1.0, 0.9, 0.81, 0.729])
     reward = torch.tensor([1.0, 1.0, 1.0])
@@ -232,7 +149,6 @@ def test_an_n_step_update_uses_each_transitions_horizon():
     """Two learners from the same seed, one given horizons 1 and one horizons 3: their
     first TD targets differ by exactly (gamma^3 - gamma) * the bootstrapped value."""
     config = DQNConfig.from_spec(dqn_spec(hidden=[8], n_step=3))
-    spaces = EnvSpaces(obs_shape=(4,), obs_dtype=np.dtype(np.float32), n_actions=2)
     rng = np.random.default_rng(0)
     batch = Transition(
         obs=rng.normal(size=(8, 4)).astype(np.float32),
@@ -242,11 +158,11 @@ def test_an_n_step_update_uses_each_transitions_horizon():
         terminated=np.zeros(8, dtype=bool),
         horizon=np.ones(8, dtype=np.int32),
     )
-    one = DQNLearner(config, spaces, seed=0).update(batch)["losses/td_target_mean"]
-    three = DQNLearner(config, spaces, seed=0).update(
+    one = DQNLearner(config, DISCRETE, seed=0).update(batch)["losses/td_target_mean"]
+    three = DQNLearner(config, DISCRETE, seed=0).update(
         batch._replace(horizon=np.full(8, 3, dtype=np.int32))
     )["losses/td_target_mean"]
-    learner = DQNLearner(config, spaces, seed=0)
+    learner = DQNLearner(config, DISCRETE, seed=0)
     with torch.no_grad():
         next_obs = torch.as_tensor(batch.next_obs)
         picked = learner.q_network(next_obs).argmax(dim=1, keepdim=True)

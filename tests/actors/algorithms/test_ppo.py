@@ -1,15 +1,14 @@
-"""PPO maths and plumbing: GAE, the clipped objective, distributions, config, learner,
+"""PPO maths and plumbing (actors/algorithms/ppo.py, its networks and distributions in
+actors/networks/policies.py): GAE, the clipped objective, distributions, config, learner,
 checkpoints, the acting policy and the rollout segment."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -33,31 +32,19 @@ from actors.networks.policies import (
     gaussian_log_prob,
 )
 from schemas.messages import RunSpec
+from tests.actors.helpers import BOX, DISCRETE, preset, spec_for
 
-CONFIGS = Path(__file__).resolve().parents[3] / "configs"
-DISCRETE = EnvSpaces(obs_shape=(4,), obs_dtype=np.dtype(np.float32), n_actions=2)
-BOX = EnvSpaces(obs_shape=(3,), obs_dtype=np.dtype(np.float32), action_shape=(2,))
 BOUNDS = ActionBounds(np.array([-2.0, -1.0], np.float32), np.array([2.0, 1.0], np.float32))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _optimizer_imports() -> None:
-    """Pay the first optimiser's one-off torch._dynamo import outside the timed tests."""
-    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
-
-
 def make_spec(**hyperparameters) -> RunSpec:
-    return RunSpec(
-        run_id=1,
-        algorithm="ppo",
-        env_id="CartPole-v1",
-        learning_rate=1e-3,
+    return spec_for(
+        "ppo",
+        "CartPole-v1",
         batch_size=16,
         buffer_size=1,
         gamma=0.9,
-        seed=3,
         num_workers=2,
-        target_episode=10,
         hyperparameters={"hidden": [16], "n_steps": 8, "envs_per_worker": 4} | hyperparameters,
     )
 
@@ -182,8 +169,7 @@ def test_config_names_the_bad_hyperparameter(hyperparameters, message):
 
 @pytest.mark.parametrize("name", ["ppo_cartpole", "ppo_pendulum", "ppo_acrobot"])
 def test_the_presets_are_valid_ppo_configs(name):
-    preset = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
-    config = PPOConfig.from_spec(RunSpec(run_id=1, seed=0, **preset))
+    config = PPOConfig.from_spec(RunSpec(run_id=1, seed=0, **preset(name)))
     assert config.rollout_size >= config.batch_size
 
 

@@ -14,23 +14,19 @@ from actors.algorithms.qmlp import NumpyQUpdate, share_flat
 from actors.algorithms.replay import Transition
 from actors.envs.build import EnvSpaces
 from actors.networks.mlp import build_q_network
-from schemas.messages import RunSpec
+from tests.actors.helpers import spec_for
 
 SPACES = EnvSpaces(obs_shape=(4,), obs_dtype=np.dtype(np.float32), n_actions=3)
 
 
 def config_of(**hyperparameters) -> DQNConfig:
-    spec = RunSpec(
-        run_id=1,
-        algorithm="dqn",
-        env_id="CartPole-v1",
+    spec = spec_for(
+        "dqn",
+        "CartPole-v1",
         learning_rate=0.01,
-        batch_size=32,
         buffer_size=1000,
         gamma=0.9,
         seed=0,
-        num_workers=1,
-        target_episode=10,
         hyperparameters={"hidden": [16, 8]} | hyperparameters,
     )
     return DQNConfig.from_spec(spec)

@@ -1,4 +1,5 @@
-"""The replay ring buffer and the samples-per-insert rate limiter."""
+"""The replay ring buffer and the samples-per-insert rate limiter
+(actors/algorithms/replay.py)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,14 @@
-"""SAC maths and plumbing: the soft target, entropy tuning, the squashed Gaussian, config,
-learner, checkpoints, the acting policy and a smoke run of the serial loop."""
+"""SAC maths and plumbing (actors/algorithms/sac.py; the squashed Gaussian and action
+bounds of actors/networks/policies.py): the soft target, entropy tuning, the squashed
+Gaussian, config, learner, checkpoints, the acting policy and a smoke run of the serial loop."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -22,49 +21,28 @@ from actors.algorithms.sac import (
     entropy_target,
     sac_critic_target,
 )
-from actors.algorithms.serial_sac import run_serial_sac
-from actors.envs.build import EnvSpaces
+from actors.algorithms.serial import run_serial
 from actors.networks.policies import ActionBounds, squashed_gaussian_log_prob
 from schemas.messages import RunSpec
+from tests.actors.helpers import BOX, preset, random_transitions, spec_for
 
-PRESET = yaml.safe_load(
-    (Path(__file__).resolve().parents[3] / "configs" / "sac_pendulum.yaml").read_text()
-)
-SPACES = EnvSpaces(obs_shape=(3,), obs_dtype=np.dtype(np.float32), action_shape=(2,))
+PRESET = preset("sac_pendulum")
 BOUNDS = ActionBounds(np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _optimizer_imports() -> None:
-    """Pay the first optimiser's one-off torch._dynamo import outside the timed tests."""
-    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
-
-
 def make_spec(**hyperparameters) -> RunSpec:
-    return RunSpec(
-        run_id=1,
-        algorithm="sac",
-        env_id="Pendulum-v1",
-        learning_rate=1e-3,
-        batch_size=32,
+    return spec_for(
+        "sac",
+        "Pendulum-v1",
         buffer_size=1000,
         gamma=0.9,
-        seed=3,
-        num_workers=1,
-        target_episode=10,
         hyperparameters={"hidden": [16, 16]} | hyperparameters,
     )
 
 
-def random_batch(rng: np.random.Generator, size: int = 32) -> Transition:
-    return Transition(
-        obs=rng.normal(size=(size, 3)).astype(np.float32),
-        action=rng.uniform(BOUNDS.low, BOUNDS.high, size=(size, 2)).astype(np.float32),
-        reward=rng.normal(size=size).astype(np.float32),
-        next_obs=rng.normal(size=(size, 3)).astype(np.float32),
-        terminated=rng.random(size) < 0.2,
-        horizon=np.ones(size, dtype=np.int32),
-    )
+def random_batch(rng: np.random.Generator) -> Transition:
+    """Transitions whose actions lie within BOUNDS."""
+    return random_transitions(rng, BOX, bounds=BOUNDS)
 
 
 # ---- maths -----------------------------------------------------------------------------------
@@ -72,7 +50,7 @@ def random_batch(rng: np.random.Generator, size: int = 32) -> Transition:
 
 def test_entropy_target_is_minus_the_action_dimension():
     assert entropy_target(1) == -1.0 and entropy_target(6) == -6.0
-    learner = SACLearner(SACConfig.from_spec(make_spec()), SPACES, action_bounds=BOUNDS)
+    learner = SACLearner(SACConfig.from_spec(make_spec()), BOX, action_bounds=BOUNDS)
     assert learner.target_entropy == -2.0
 
 
@@ -156,21 +134,21 @@ def test_init_depends_on_the_seed_alone_and_the_policy_matches_the_learner():
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
     config = SACConfig.from_spec(make_spec())
-    first, second = (SACLearner(config, SPACES, 7, BOUNDS) for _ in range(2))
+    first, second = (SACLearner(config, BOX, 7, BOUNDS) for _ in range(2))
     assert torch.equal(torch.random.get_rng_state(), before)
     for a, b in ((first.actor, second.actor), (first.critic, second.critic)):
         assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
-    policy = SACPolicy.from_spaces(SPACES, config.hidden, 7, BOUNDS)
+    policy = SACPolicy.from_spaces(BOX, config.hidden, 7, BOUNDS)
     assert all(
         torch.equal(policy.actor.state_dict()[k], v) for k, v in first.policy_state().items()
     )
-    other = SACLearner(config, SPACES, 8, BOUNDS)
+    other = SACLearner(config, BOX, 8, BOUNDS)
     assert not torch.equal(other.actor.body[0].weight, first.actor.body[0].weight)
 
 
 def test_update_reports_metrics_and_moves_targets_by_tau():
     config = SACConfig.from_spec(make_spec(tau=0.25))
-    learner = SACLearner(config, SPACES, 0, BOUNDS)
+    learner = SACLearner(config, BOX, 0, BOUNDS)
     old_target = learner.critic_target.q1[0].weight.clone()
     metrics = learner.update(random_batch(np.random.default_rng(0)))
     assert {"losses/critic_loss", "losses/actor_loss", "losses/alpha", "losses/alpha_loss"} <= set(
@@ -186,10 +164,10 @@ def test_update_reports_metrics_and_moves_targets_by_tau():
 def test_learner_state_round_trips_through_safetensors_bytes():
     config = SACConfig.from_spec(make_spec())
     rng = np.random.default_rng(0)
-    learner = SACLearner(config, SPACES, 0, BOUNDS)
+    learner = SACLearner(config, BOX, 0, BOUNDS)
     for _ in range(4):
         learner.update(random_batch(rng))
-    restored = SACLearner(config, SPACES, 99, BOUNDS)
+    restored = SACLearner(config, BOX, 99, BOUNDS)
     restored.load_state(load_safetensors(save_safetensors(learner.state())))
     assert restored.updates == 4 and torch.equal(restored.log_alpha, learner.log_alpha)
     obs, unit = torch.randn(6, 3), torch.rand(6, 2) * 2 - 1
@@ -204,7 +182,7 @@ def test_learner_state_round_trips_through_safetensors_bytes():
 
 
 def test_policy_acts_within_the_bounds_and_greedy_is_the_squashed_mean():
-    learner = SACLearner(SACConfig.from_spec(make_spec()), SPACES, 0, BOUNDS)
+    learner = SACLearner(SACConfig.from_spec(make_spec()), BOX, 0, BOUNDS)
     policy = SACPolicy.from_meta(learner.network_meta(), learner.policy_state())
     obs = np.random.default_rng(1).normal(size=(400, 3)).astype(np.float32)
     actions = policy.act(obs, np.random.default_rng(0))
@@ -223,7 +201,7 @@ def test_serial_loop_wires_warm_up_replay_and_learning():
     spec = RunSpec(
         run_id=1, seed=0, **(PRESET | {"batch_size": 32, "hyperparameters": hyperparameters})
     )
-    result = run_serial_sac(spec, max_env_steps=300)
+    result = run_serial(spec, max_env_steps=300)
     assert result.stop_reason == "max_env_steps" and result.env_steps == 300
     assert result.updates == pytest.approx(200, abs=5)  # one per step after the warm-up
     assert [e.updates for e in result.evaluations] == list(range(50, result.updates + 1, 50))

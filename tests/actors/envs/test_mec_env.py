@@ -9,7 +9,6 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from gymnasium.utils.env_checker import check_env
 
 from actors.algorithms.evaluate import evaluate
@@ -280,22 +279,12 @@ def test_neither_always_local_nor_always_offload_is_optimal(baselines):
 def train(algorithm: str, budget_steps: int, seed: int = 0):
     """Train with the serial loop (actors/algorithms/serial.py) and return
     the final greedy policy's evaluation on the baselines' episodes."""
-    if algorithm == "dqn":
-        run_class, settings = SerialRun, DQN_SETTINGS
-    else:
-        from actors.algorithms.serial_ppo import PPOSerialRun  # here: only this test needs PPO
-
-        run_class, settings = PPOSerialRun, PPO_SETTINGS
+    settings = DQN_SETTINGS if algorithm == "dqn" else PPO_SETTINGS
     spec = RunSpec(
         run_id=1, algorithm=algorithm, env_id=ENV_ID, seed=seed, target_episode=10**6, **settings
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as run_serial does: small nets, no intra-op threads
-    try:
-        run = run_class(spec)
-        result = run.run(max_env_steps=budget_steps, time_limit_s=TIME_LIMIT_S)
-    finally:
-        torch.set_num_threads(threads)
+    run = SerialRun(spec)
+    result = run.run(max_env_steps=budget_steps, time_limit_s=TIME_LIMIT_S)
     run.eval_policy.load(run.learner.policy_state())
     return result, evaluate(run.eval_policy, ENV_ID, {}, EVAL_EPISODES, seed=EVAL_SEED)
 

@@ -1,4 +1,5 @@
-"""`runt export` and `runt visualize`: files that work outside runt."""
+"""`runt export` and `runt visualize` (actors/export/checkpoints.py, actors/export/visualize.py,
+run as the command runs them): files that work outside runt."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import json
 import subprocess
 import sys
 
-from tests.cli.test_cli import env_for
 from tests.conftest import Api
-from tests.web.test_inference import create, learner_for, store_checkpoint
+from tests.web.helpers import create, env_for, learner_for, store_checkpoint
 
 RUNT = [sys.executable, "-m", "cli.main"]
 OBSERVATIONS = [[0.0, 0.0, 0.05, 0.0], [0.1, -0.3, -0.02, 0.4], [-1.0, 0.5, 0.1, -0.8]]

@@ -1,4 +1,5 @@
-"""Custom networks named by dotted path (`policy: {path, kwargs}`): the allow-list, the
+"""Custom networks named by dotted path (`policy: {path, kwargs}`, actors/networks/custom.py,
+the shipped ones in actors/networks/mlp.py): the allow-list (actors/settings.py), the
 per-algorithm contract, checks at POST /train/, rebuilding from checkpoints, and a short
 training run with one."""
 
@@ -9,8 +10,7 @@ import pytest
 import torch
 
 from actors.algorithms.evaluate import evaluate
-from actors.algorithms.interfaces import EnvShape
-from actors.algorithms.serial_ppo import PPOSerialRun
+from actors.algorithms.serial import SerialRun
 from actors.algorithms.table import ALGORITHMS
 from actors.algorithms.validate import check_spec
 from actors.envs.build import EnvError, make_env
@@ -18,9 +18,8 @@ from actors.export.checkpoints import policy_from_checkpoint, torchscript
 from actors.networks.custom import PolicyError, split_path
 from actors.networks.mlp import DuelingQNetwork, MLPTorso
 from actors.settings import allowing, module_allowed
-from broker.codec import state_to_bytes
 from schemas.messages import PolicyRef, RunSpec
-from tests.actors.algorithms.test_algorithms import run_in_process, spec_for
+from tests.actors.helpers import checkpoint_of, learner_for, run_in_process, spec_for
 from tests.conftest import Api, make_config
 from tests.custom_nets import ENV_ID as TEST_ENV_ID
 
@@ -53,8 +52,7 @@ def test_the_default_allow_list_is_runts_own_networks():
 def test_actors_refuse_a_module_their_own_allow_list_does_not_hold():
     """A spec that reached an actor some other way is held to the actor's config too."""
     learner = _learner("ppo", "CartPole-v1", {"path": "tests.custom_nets:GatedTorso"})
-    meta = {"algorithm": "ppo", "env_id": "CartPole-v1", "network": learner.network_meta()}
-    weights = state_to_bytes(learner.state())
+    meta, weights = checkpoint_of("ppo", "CartPole-v1", learner)
     with pytest.raises(PolicyError, match=r"not under training\.allowed_modules"):
         policy_from_checkpoint(meta, weights)
 
@@ -131,13 +129,8 @@ def test_policy_is_a_run_field_not_a_hyperparameter():
 
 
 def _learner(algorithm: str, env_id: str, policy: dict, seed: int = 5):
-    record = ALGORITHMS[algorithm]
-    spec = spec_for(algorithm, env_id, policy=policy, hyperparameters={"hidden": [16]})
-    env = make_env(env_id)
-    shape = EnvShape.of(env)
-    env.close()
     with allowing(TEST_MODULES):
-        return record.make_learner(record.config.from_spec(spec), shape, seed)
+        return learner_for(algorithm, env_id, seed, policy=policy)
 
 
 def test_the_same_seed_builds_the_same_custom_network():
@@ -173,9 +166,8 @@ def test_checkpoints_of_custom_networks_act_and_export(algorithm, env_id, policy
     """Inference and export rebuild the network from the checkpoint's meta alone; one
     TorchScript cannot compile is traced."""
     learner = _learner(algorithm, env_id, policy)
-    meta = {"algorithm": algorithm, "env_id": env_id, "network": learner.network_meta()}
+    meta, weights = checkpoint_of(algorithm, env_id, learner)
     assert meta["network"]["policy"] == PolicyRef.model_validate(policy).model_dump()
-    weights = state_to_bytes(learner.state())
     obs = np.random.default_rng(0).normal(size=(6, meta["network"]["obs_dim"]))
     obs = obs.astype(np.float32)
     with allowing(TEST_MODULES):
@@ -230,13 +222,8 @@ def test_ppo_with_a_custom_torso_learns_cartpole_in_one_process():
         policy=TORSO,
         hyperparameters={"n_steps": 128, "envs_per_worker": 8, "n_epochs": 4},
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run = PPOSerialRun(spec)
-        result = run.run(max_env_steps=16_384, time_limit_s=60)
-    finally:
-        torch.set_num_threads(threads)
+    run = SerialRun(spec)
+    result = run.run(max_env_steps=16_384, time_limit_s=60)
     assert result.env_steps >= 8_192, result.stop_reason  # a busy machine may cut it
     run.eval_policy.load(run.learner.policy_state())
     score = evaluate(run.eval_policy, "CartPole-v1", {}, 10, seed=123)

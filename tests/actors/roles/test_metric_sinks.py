@@ -1,6 +1,6 @@
-"""Metric sinks: a run with `metric_sinks` on writes TensorBoard event files and an
-offline Weights & Biases run (WANDB_MODE=offline: nothing leaves the machine), read back
-here with TensorBoard's own reader and by scanning the W&B run file."""
+"""Metric sinks (actors/roles/sinks.py): a run with `metric_sinks` on writes TensorBoard
+event files and an offline Weights & Biases run (WANDB_MODE=offline: nothing leaves the
+machine), read back here with TensorBoard's own reader and by scanning the W&B run file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from actors import settings
 from actors.algorithms.validate import check_spec
 from schemas.config import TrainingConfig
-from tests.actors.algorithms.test_algorithms import run_in_process, spec_for
+from tests.actors.helpers import run_in_process, spec_for
 from tests.conftest import Api
 
 SINKS = {"tensorboard": True, "wandb": {"project": "runt-tests", "mode": "offline"}}
