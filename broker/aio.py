@@ -1,18 +1,14 @@
 """The web service's broker client: `AsyncBroker`, the same API over two transports.
 
-* amqp:// — aio-pika. The connection is opened in the background and kept by aio-pika's
-  robust connection, so the web service starts, and answers /healthz truthfully, while
-  the broker is down or restarting; robust channels redeclare their queues and restart
-  their consumers after a reconnect. Publishes go through a channel with publisher
-  confirms and return once the broker has confirmed.
-* memory:// — the embedded mode. A thread owns a sync `Bus` on broker/memory.py's
-  in-process transport, so the web service and the actor threads of the process share
-  one broker. kombu's channels are not thread-safe, so every kombu call (declare,
-  publish, ack) runs on that thread: the loop hands it commands through a queue, and
-  results and deliveries come back with call_soon_threadsafe.
+* amqp:// — aio-pika's robust connection, opened in the background, so the web service
+  starts (and answers /healthz truthfully) while the broker is down; channels redeclare
+  their queues and restart their consumers after a reconnect; publishes are confirmed.
+* memory:// — the embedded mode: broker/bridge.py's thread serves the in-process
+  transport that the web service shares with the actor threads of the process.
 
 Consumers settle deliveries by the rule of broker/abc.py. `consume_batches` serves the
 event-log writer: many events per database transaction, acked after the commit.
+See docs/reliability.md.
 """
 
 from __future__ import annotations

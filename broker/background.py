@@ -1,25 +1,11 @@
 """Publishing from a thread of its own, so an actor's loop does not wait on the broker.
 
-A rollout worker reports its finished episodes four times a second in one persistent
-`episodes` event, and a persistent publish waits for the broker's confirm (on a quorum
-queue, milliseconds). `BackgroundPublisher` takes that wait off the loop. The loop hands
-each publish to a bounded queue and goes on; a thread with a `Bus` of its own (its own
-connections) encodes and publishes them, in the order given, with `Bus.publish`'s
-guarantees (persistent: confirmed, retried across reconnects; transient: dropped and
-counted while the broker is away).
-
-* Order: one queue, one thread, first in first out, so the events of one worker reach
-  the broker in the order of their sequence numbers.
-* Nothing handed over is lost on a clean stop: `close()` returns once every publish
-  queued before it is done (the persistent ones confirmed), and raises if one failed.
-  Actors call it in `finish`, before they report themselves done.
-* A failure in the thread (say `BrokerUnavailable` after the Bus's `publish_timeout`)
-  stops it; the next `publish_*` or `close()` raises that error in the actor's loop, so
-  the actor fails as if it had published itself.
-* Backpressure: at most `max_pending` publishes wait; a loop that outruns the broker
-  waits in `publish_*`, as it would have waited on the socket.
-
-Encoding runs in the thread: whatever is handed over must not be changed afterwards.
+A persistent publish (a rollout worker's `episodes` events, for one) waits for the
+broker's confirm. `BackgroundPublisher` takes that wait off the loop: the loop hands each
+publish to a bounded queue and goes on, and a thread with a `Bus` of its own (its own
+connections) encodes and publishes them in order, with `Bus.publish`'s guarantees
+(persistent: confirmed, retried across reconnects; transient: dropped and counted while
+the broker is away). See docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -41,7 +27,21 @@ _PUT_WAIT_S = 0.1  # how often a loop waiting for room checks that the thread st
 
 
 class BackgroundPublisher:
-    """See the module docstring. Owns `bus`, which only its thread uses."""
+    """Publishes what an actor's loop hands over, from a thread that alone uses `bus`.
+
+    * Order: one queue, one thread, first in first out, so the events of one worker reach
+      the broker in the order of their sequence numbers.
+    * Nothing handed over is lost on a clean stop: `close()` returns once every publish
+      queued before it is done (the persistent ones confirmed), and raises if one failed.
+      Actors call it in `finish`, before they report themselves done.
+    * A failure in the thread (say `BrokerUnavailable` after the Bus's `publish_timeout`)
+      stops it; the next `publish_*` or `close()` raises that error in the actor's loop, so
+      the actor fails as if it had published itself.
+    * Backpressure: at most `max_pending` publishes wait; a loop that outruns the broker
+      waits in `publish_*`, as it would have waited on the socket.
+
+    Encoding runs in the thread: whatever is handed over must not be changed afterwards.
+    """
 
     def __init__(self, bus: Bus, max_pending: int = 64):
         self.bus = bus

@@ -1,23 +1,14 @@
 """Binary payloads without pickle: numeric frames and policy weights.
 
-A frame carries a batch of arrays (experience, sampled minibatches, weights) behind a
-typed JSON header, so a consumer learns what it got, which run and policy version it
-belongs to, and the exact layout of every array before touching the bytes:
+A frame is a batch of arrays behind a typed JSON header, so a consumer knows what it got
+and the layout of every array before touching the bytes:
 
     b"RNT1" | u32 big-endian n | n bytes of JSON | array 0 | array 1 | ...
 
-The JSON is `{"header": <a frame header record>, "arrays": [{"name", "dtype", "shape"}]}`
-and each array follows as raw little-endian C-order bytes, in the listed order. Only a
-few plain dtypes are allowed, and decoding checks everything (magic, lengths that add up
-exactly, dtypes, shapes, the header record) so a malformed or hostile frame is a
-`BadMessage`, which consumers dead-letter, never an exception deep in the training code.
-
-Decoded arrays are read-only views into the frame's bytes: no copy on the hot path
-(a sample batch goes straight into torch.as_tensor or an index); call `.copy()` to
-write to one.
-
-Policy state dicts travel as safetensors (`state_to_bytes` / `bytes_to_state`), which
-stores tensors only and cannot run code on load, unlike torch.save's pickle.
+The JSON is `{"header": <a frame header record>, "arrays": [{"name", "dtype", "shape"}]}`;
+arrays follow as raw little-endian C-order bytes. Decoding checks everything, so a malformed
+frame is a `BadMessage` (dead-lettered). State dicts travel as safetensors, which cannot run
+code on load. See docs/architecture.md and docs/security.md.
 """
 
 from __future__ import annotations
@@ -69,7 +60,7 @@ def encode_frame(header: Message, arrays: Mapping[str, np.ndarray]) -> bytes:
     return b"".join([MAGIC, _LENGTH.pack(len(head)), head, *blobs])
 
 
-# dtype.name is computed in Python on every access (~2 us, a dozen per frame)
+# dtype.name is computed in Python on every access, and a frame reads a dozen
 _DTYPE_NAMES = {np.dtype(name): name for name in DTYPES}
 
 
@@ -83,7 +74,14 @@ def _layout_json(layout: tuple[tuple[str, str, tuple[int, ...]], ...]) -> bytes:
 def decode_frame(
     body: bytes, max_bytes: int = MAX_FRAME_BYTES
 ) -> tuple[Message, dict[str, np.ndarray]]:
-    """The header record and the arrays of a frame; BadMessage says what is wrong."""
+    """The header record and the arrays of a frame; BadMessage says what is wrong.
+
+    Only a few plain dtypes are allowed, and everything is checked (magic, lengths that add
+    up exactly, dtypes, shapes, the header record), so a malformed or hostile frame never
+    becomes an exception deep in the training code. The arrays are read-only views into
+    `body`: no copy on the hot path (a sample batch goes straight into torch.as_tensor or an
+    index); call `.copy()` to write to one.
+    """
     view = memoryview(body).cast("B")
     if len(view) > max_bytes:
         raise BadMessage(f"frame of {len(view)} bytes exceeds the limit of {max_bytes}")
@@ -157,7 +155,7 @@ def _array_spec(spec: Any) -> tuple[str, np.dtype, tuple[int, ...]]:
 
 # ---- policy weights --------------------------------------------------------------------------
 # torch is imported on first use: the web service imports this module for frames long
-# before (if ever) it loads a policy, and importing torch takes seconds.
+# before (if ever) it loads a policy, and importing torch is slow.
 
 
 def state_to_bytes(state: Mapping[str, torch.Tensor]) -> bytes:

@@ -1,30 +1,12 @@
 """The in-process broker of the embedded mode: kombu's memory transport, taught the few
-RabbitMQ behaviours runt relies on.
+RabbitMQ behaviours runt relies on (`Channel` lists them): bounded queues that drop their
+oldest message, dead-lettering, delivery limits and requeue to the head of the queue.
 
-kombu's virtual transport already routes through topic exchanges and tracks unacked
-messages per channel. This module adds, per queue and from the arguments the queue was
-declared with:
-
-* `x-max-length` with drop-head overflow: a full queue drops its oldest message, so a
-  rollout worker's weights queue of length 1 holds only the newest version;
-* `x-dead-letter-exchange` (and `x-dead-letter-routing-key`): a message rejected with
-  requeue=False is republished there with its original routing key, plus
-  `x-first-death-*` headers as RabbitMQ adds;
-* `x-delivery-limit`: a message returned to its queue more often than that is
-  dead-lettered instead, as a quorum queue does;
-* requeue: reject(requeue=True), and closing a channel with unacked messages, put them
-  back at the head of the queue they came from. (kombu's own restore routes them through
-  the exchange again, which would copy them into every other bound queue too.)
-
-It also replaces kombu's fixed polling sleep by a condition variable, so a consumer
-thread wakes as soon as something is published. broker/bridge.py is the event loop's way
-into it.
-
-Not emulated: x-expires, exclusive ownership, auto-delete, priorities, dead-lettering of
-overflow, and publisher confirms (a publish is complete when it returns). State is
+A condition variable replaces kombu's fixed polling sleep, so a consumer wakes as soon as
+something is published; broker/bridge.py is the event loop's way in. State is
 process-global, like kombu's own memory transport: every connection in the process sees
-the same exchanges and queues, which is how the web service and the actor threads of
-the embedded mode talk to each other.
+the same exchanges and queues, which is how the web service and the actor threads of the
+embedded mode talk to each other. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -138,6 +120,24 @@ class QoS(virtual.QoS):
 
 
 class Channel(memory.Channel):
+    """kombu's memory channel, plus what runt relies on, per queue and from the arguments
+    the queue was declared with:
+
+    * `x-max-length` with drop-head overflow: a full queue drops its oldest message, so a
+      rollout worker's weights queue of length 1 holds only the newest version;
+    * `x-dead-letter-exchange` (and `x-dead-letter-routing-key`): a message rejected with
+      requeue=False is republished there with its original routing key, plus
+      `x-first-death-*` headers as RabbitMQ adds;
+    * `x-delivery-limit`: a message returned to its queue more often than that is
+      dead-lettered instead, as a quorum queue does;
+    * requeue: reject(requeue=True), and closing a channel with unacked messages, put them
+      back at the head of the queue they came from. (kombu's own restore routes them through
+      the exchange again, which would copy them into every other bound queue too.)
+
+    Not emulated: x-expires, exclusive ownership, auto-delete, priorities, dead-lettering of
+    overflow, and publisher confirms (a publish is complete when it returns).
+    """
+
     QoS = QoS
     do_restore = True  # closing a channel returns its unacked messages, as RabbitMQ does
 

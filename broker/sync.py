@@ -3,24 +3,8 @@
 An actor is a loop of its own (play a step, train a step), so the client runs no thread:
 `poll(timeout)` hands whatever has arrived to the registered handlers and returns. The
 same class serves both deployments, on kombu: py-amqp for amqp:// and broker/memory.py's
-in-process transport for memory://. A Bus belongs to one thread.
-
-Reliability:
-
-* Persistent publishes wait for the broker's confirm (py-amqp `confirm_publish`) and are
-  retried across reconnects for up to `publish_timeout` seconds, then raise
-  `BrokerUnavailable`. Once `publish` returns, the broker has the message, so a broker
-  restart loses nothing acknowledged (a retry after a lost confirm may duplicate it:
-  consumers are idempotent). Transient publishes are bulk data: while the broker is away
-  they are dropped and counted (`dropped`), because blocking an actor on them is worse
-  than losing a few.
-* After a connection loss, `poll` and `publish` reconnect by themselves, with back-off,
-  and redeclare every exchange and queue and restart every consumer of this Bus.
-  Connection errors are logged, never raised into the actor loop.
-* Deliveries are queued by the kombu callback and handled by `poll` only, so a handler
-  that publishes (and so waits for a confirm, during which py-amqp reads further
-  deliveries) is never re-entered. Each is settled in one place, `_process`, by the rule
-  of broker/abc.py.
+in-process transport for memory://. A Bus belongs to one thread. Its delivery guarantees
+are listed on `Bus`; see also docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -89,7 +73,23 @@ class _Consumer:
 
 
 class Bus:
-    """Publish to and consume from runt's topology; see the module docstring."""
+    """Publish to and consume from runt's topology, from one thread.
+
+    * Persistent publishes wait for the broker's confirm (py-amqp `confirm_publish`) and are
+      retried across reconnects for up to `publish_timeout` seconds, then raise
+      `BrokerUnavailable`. Once `publish` returns, the broker has the message, so a broker
+      restart loses nothing acknowledged (a retry after a lost confirm may duplicate it:
+      consumers are idempotent). Transient publishes are bulk data: while the broker is away
+      they are dropped and counted (`dropped`), because blocking an actor on them is worse
+      than losing a few.
+    * After a connection loss, `poll` and `publish` reconnect by themselves, with back-off,
+      and redeclare every exchange and queue and restart every consumer of this Bus.
+      Connection errors are logged, never raised into the actor loop.
+    * Deliveries are queued by the kombu callback and handled by `poll` only, so a handler
+      that publishes (and so waits for a confirm, during which py-amqp reads further
+      deliveries) is never re-entered. Each is settled in one place, `_process`, by the rule
+      of broker/abc.py.
+    """
 
     def __init__(
         self,
@@ -117,8 +117,8 @@ class Bus:
         self._channel: Any = None  # for declarations and publishing
         self._producer: kombu.Producer | None = None
         # Bulk data (transient publishes) goes over a second connection without publisher
-        # confirms: waiting for a confirm per experience frame halved a worker's speed,
-        # and losing such a frame is harmless by design.
+        # confirms: a confirm per experience frame would hold a worker's loop for a round
+        # trip each time, and losing such a frame is harmless by design.
         self._bulk_conn: kombu.Connection | None = None
         self._bulk_channel: Any = None  # py-amqp's channel of `_bulk_conn`
         self._generation = 0  # +1 per connection; a delivery settles only on its own
@@ -515,10 +515,10 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 def _nothing_to_read(conn: kombu.Connection) -> bool:
     """amqp:// over plain TCP: True when no byte waits, neither on the socket nor in
-    py-amqp's read buffer. One select() instead of a read that times out: a poll of an
-    idle connection raised and caught a timeout through kombu's and py-amqp's layers,
-    ~100 us in a rollout worker's loop, which polls every 10 ms. A closed socket reads as
-    ready, so a lost connection is still found by the read."""
+    py-amqp's read buffer. One select() instead of a read that times out: such a read
+    raises and catches a timeout through kombu's and py-amqp's layers, a cost a rollout
+    worker would pay on every poll of an idle connection. A closed socket reads as ready,
+    so a lost connection is still found by the read."""
     transport = getattr(conn.connection, "transport", None)
     if type(transport) is not amqp.transport.TCPTransport or transport._read_buffer:
         return False  # memory://, TLS (buffers decrypted bytes), or a frame half read

@@ -1,4 +1,7 @@
-"""YAML configuration shipped with runt: service defaults (runt.yaml) and training presets."""
+"""YAML configuration shipped with runt: service defaults (runt.yaml) and training presets.
+
+See docs/configuration.md and docs/algorithms.md (presets).
+"""
 
 from pathlib import Path
 

@@ -2,6 +2,7 @@
 
 Requests are validated here (bad input becomes a 400 naming the field); responses
 are serialised through these models so the OpenAPI document and the answers agree.
+See docs/api.md.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 The result is a frozen pydantic model; any wrong value stops start-up with a
 `ConfigError` whose message names the key (and the variable it came from).
+Every key is described in docs/configuration.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ all encoded by one serializer (`Message.encode` / `decode_message`).
 
 Control messages are small JSON documents. Tensors never travel in them: experience,
 sample batches and weights are binary frames (broker/codec.py) whose JSON header is one
-of the `*Header` records below.
+of the `*Header` records below. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -173,10 +173,10 @@ class EpisodesFinished(RunEvent):
     `lengths[i]`, and ended when the worker had taken `env_steps[i]` env steps, acting
     with policy `policy_versions[i]`. The event log stores each as if it had come alone.
 
-    One confirmed event per ~0.25 s instead of one per episode (which cost a worker most
-    of its time); columns instead of a record per episode because a worker on a short
-    environment finishes thousands a second, and validating and encoding a record each
-    took it ~2 us of every ~130 us step (lists of numbers are checked in one go)."""
+    Episodes are gathered (actors/roles/rollout.py, `EPISODES_EVERY_S`) because a confirmed
+    event per episode would take most of a worker's time, and sent as columns because a
+    worker on a short environment finishes thousands a second: lists of numbers are
+    validated in one go, where a record per episode would cost a share of every step."""
 
     type: Literal["episodes"] = "episodes"
     worker: int

@@ -5,15 +5,11 @@ Names are runt's (`actors/algorithms/dqn.py`) for DQN and stable-baselines3's fo
 ranges are deliberately wide: a value outside one is unusual in the published
 settings, not necessarily wrong.
 
-Sources (abbreviated in `source` below):
-- Mnih et al. 2015, "Human-level control through deep reinforcement learning", Nature
-  (DQN; extended data table 1).
-- Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (tables 3-5).
-- Schulman et al. 2016, "High-Dimensional Continuous Control Using GAE".
-- Haarnoja et al. 2018a/b, "Soft Actor-Critic" and "SAC: Algorithms and Applications"
-  (table 1; automatic temperature with target entropy -dim(A)).
-- SB3: stable-baselines3 defaults of DQN, PPO and SAC (docs, "Parameters").
-- rl-zoo: rl-baselines3-zoo hyperparams/{dqn,ppo,sac}.yml, tuned per environment.
+Sources, abbreviated in `source` below: Mnih et al. 2015, "Human-level control through deep
+reinforcement learning" (DQN; extended data table 1); Schulman et al. 2017, "Proximal Policy
+Optimization Algorithms" (tables 3-5); Schulman et al. 2016 (GAE); Haarnoja et al. 2018a/b,
+"Soft Actor-Critic" and "SAC: Algorithms and Applications" (table 1); SB3: stable-baselines3's
+defaults; rl-zoo: rl-baselines3-zoo's hyperparams/{dqn,ppo,sac}.yml, tuned per environment.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from web.assistant.system import SystemReport
 
 POLICY_LAG_UPDATES = 1000  # experience from a policy this many updates old (a target period)
 REPLAY_SHORTFALL = 0.5  # the learner reaches less than half the configured replay ratio
-SLOW_ENV_STEPS = 200.0  # env steps per second; classic control steps ~10^4/s per core
+SLOW_ENV_STEPS = 200.0  # env steps per second: far below what one core steps classic control
 HORGAN = "Horgan et al. 2018 (Ape-X): per-actor epsilons 0.4^(1+7i/(N-1))"
 BATCHED = "Petrenko et al. 2020 (Sample Factory): batched acting amortises inference"
 

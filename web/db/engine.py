@@ -5,8 +5,8 @@ SQLAlchemy with pymysql is synchronous, so the web service's transactions go thr
 connection pool. The busiest calls, single-statement reads (`Database.read`), run on the
 event loop itself on MySQL: the same Core statements through SQLAlchemy's asyncio
 engine and asyncmy, which spares each request two thread hand-overs and pymysql's
-pure-Python parsing of the rows (bench/api_load.py: 0.70 ms of the web service's CPU per
-request instead of 0.91). Either way the event loop never waits on a socket to MySQL.
+pure-Python parsing of the rows (bench/api_load.py measures it). Either way the event loop
+never waits on a socket to MySQL. See docs/architecture.md (the web service's side).
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ class Database:
         self._async_read: AsyncEngine | None = None  # made on the first read
         # As many threads as pooled connections: with more, calls beyond the pool open an
         # overflow connection each (TCP, login, TLS setup) and close it again, which
-        # under load cost more than the queries (bench/api_load.py). The overflow stays
+        # under load costs more than the queries (bench/api_load.py). The overflow stays
         # for other users of the engine (migrations, the command line).
         workers = 4 if self.engine.dialect.name == "sqlite" else cfg.pool_size
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="runt-db")
@@ -172,7 +172,7 @@ class Database:
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(connection, *args, **kwargs)`, which only reads, on the DB thread pool.
 
-        A Core connection, not an ORM session: the ORM's execution layer cost more than
+        A Core connection, not an ORM session: the ORM's execution layer costs more than
         a short query. On MySQL each statement sees the data committed when it starts
         (autocommit), so `fn` should ask what must agree in one statement. A connection
         found dead is replaced and the read tried once more.

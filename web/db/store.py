@@ -73,7 +73,7 @@ def open_session(db: DbSession, user_id: int, token_hash: str, ttl: timedelta) -
 
 
 # The reads behind every API request are built once, with bound parameters: building a
-# statement and its cache key cost more than the query (bench/api_load.py). Table
+# statement and its cache key costs more than the query (bench/api_load.py). Table
 # columns rather than ORM attributes, so they run on a plain Connection (`Database.read`).
 _users, _sessions = User.__table__, Session.__table__
 _models, _training_data = Model.__table__, TrainingData.__table__

@@ -224,7 +224,7 @@ class Heartbeat(Base):
 
 
 class LoginFailure(Base):
-    """A failed login, counted by the login throttle (web/auth.py) of every web process."""
+    """A failed login, counted by the login throttle (web/sessions.py) of every web process."""
 
     __tablename__ = "login_failures"
     __table_args__ = (

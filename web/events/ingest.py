@@ -123,7 +123,7 @@ _EPISODE_COLUMNS = (
 
 def _insert_episodes(db: DbSession, rows: list[tuple]) -> None:
     """Rows as positional parameters straight to the driver, which sends them as one
-    multi-row INSERT: per-row work in the ORM and the SQL compiler cost more than the
+    multi-row INSERT: per-row work in the ORM and the SQL compiler costs more than the
     database's own time (bench/ingest_throughput.py)."""
     conn = db.connection()
     dialect = conn.dialect
@@ -148,7 +148,7 @@ def _store_episodes(db: DbSession, model: Model, events: list, counts: Counter) 
         )
     )
     # The batch's one time, as the literal the driver sends (quoting a datetime per row
-    # cost the driver more than the rest of the row).
+    # costs the driver more than the rest of the row).
     as_bound = TrainingData.__table__.c.create_time.type.bind_processor(db.bind.dialect)
     now = as_bound(utcnow()) if as_bound else utcnow().isoformat(" ", "microseconds")
     rows, episode, target = [], model.current_episode, model.target_episode

@@ -1,18 +1,11 @@
 """Live events for the dashboards' streams (`GET /models/<id>/events`), in every web
 process.
 
-Only one process stores events (the event log runs in the first web worker), but a
-dashboard's stream may be served by any worker. So the event log hands each stored
-batch to `LiveFeed.stored`, which publishes it on the events exchange under
-`STORED_KEY` (transient, no more than a notice: the database is the record); every web
-process, the storing one included, consumes its own bounded queue of these notices and
-calls its listeners (the streams, and the read cache of web/events/readcache.py). A listener
-is called only for events already committed, so a dashboard that reloads a run on a
-`status` event reads the new status. A status a web process stores itself (a new run, a
-stop, a run the supervisor failed) goes out the same way (`LiveFeed.changed`).
-
-A notice is the batch's event bodies as one JSON array: the event log passes on the
-bytes it received, without encoding the events again.
+Only one process stores events (the event log runs in the first web worker), but any
+worker may serve a dashboard's stream. So `LiveFeed` publishes a notice of each stored
+batch, and every web process consumes its own queue of notices and calls its listeners
+(the streams, and web/events/readcache.py) only for events already committed. See
+docs/architecture.md (web workers).
 """
 
 from __future__ import annotations
@@ -52,6 +45,18 @@ def decode_notice(body: bytes) -> list[RunEvent]:
 
 
 class LiveFeed:
+    """Notices of what was stored, from the process that stored it to every web process.
+
+    The event log hands each stored batch to `stored`, which publishes it on the events
+    exchange under `STORED_KEY` (transient, no more than a notice: the database is the
+    record); every web process, the storing one included, consumes its own bounded queue
+    of these notices and calls its listeners. A listener is called only for events already
+    committed, so a dashboard that reloads a run on a `status` event reads the new status.
+    A status a web process stores itself (a new run, a stop, a run the supervisor failed)
+    goes out the same way (`changed`). A notice is the batch's event bodies as one JSON
+    array: the event log passes on the bytes it received, without encoding them again.
+    """
+
     def __init__(self, bus, topology):
         self.bus = bus
         self.topology = topology
@@ -61,7 +66,7 @@ class LiveFeed:
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=OUTBOX_NOTICES)
         self._tasks: list[asyncio.Task] = []
         # Set once this process's queue of notices is bound and consumed: from then on a
-        # listener misses nothing stored (before, a notice would find no queue).
+        # listener misses nothing stored (until then, a notice would find no queue).
         self.ready = asyncio.Event()
 
     def start(self) -> None:

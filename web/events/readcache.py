@@ -1,26 +1,11 @@
 """Answers of the two busiest reads, `GET /models/` and `GET /models/<id>/train-data/`,
 kept per web process until the data behind them changes.
 
-A dashboard asks for the same pages again and again while few of them change: a run's
-episodes arrive in batches a few times a second. So each web process keeps the encoded
-answer (the body bytes) per user and query, and drops it when the stored-events notices
-(web/events/live.py) say that something of the run was stored, or when a web process changed a
-run itself (created it, asked it to stop, marked it failed: `LiveFeed.changed`, which
-every process hears too). The key holds the user's id, so an answer is only ever
-served to the user it was read for; errors (a 404 for another user's model) are never
-kept.
-
-What it promises: an answer is at most `api.read_cache_seconds` old, and within
-milliseconds fresh while the broker carries the notices (they are best effort: a notice
-lost while the broker restarts leaves an answer stale until that bound). A read that
-overlaps an invalidation is not kept (`epoch`), so a change that lands while a request
-reads the database cannot be hidden by that request's older answer. 0 seconds turns it
-off.
-
-Requests that miss together share one read (`fetch`): after a change, the tens of
-requests in flight for the same page would otherwise all read it. A request joins a
-read only if it began after the last invalidation, so it never gets an answer older
-than a change it could have seen.
+A dashboard asks for the same pages again and again while few of them change. Each web
+process keeps the encoded answer per user and query, and drops it when the stored-events
+notices (web/events/live.py) say that something of the run was stored or changed. The key
+holds the user's id, so an answer is only ever served to the user it was read for; errors
+are never kept. `ReadCache` says how fresh an answer is. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -34,6 +19,21 @@ CHANGES_ANSWERS = frozenset({"episode", "episodes", "status"})  # event types
 
 
 class ReadCache:
+    """Encoded answers by key, dropped when their runs change.
+
+    What it promises: an answer is at most `api.read_cache_seconds` old, and within
+    milliseconds fresh while the broker carries the notices (they are best effort: a notice
+    lost while the broker restarts leaves an answer stale until that bound). A read that
+    overlaps an invalidation is not kept (`epoch`), so a change that lands while a request
+    reads the database cannot be hidden by that request's older answer. 0 seconds turns it
+    off.
+
+    Requests that miss together share one read (`fetch`): after a change, the tens of
+    requests in flight for the same page would otherwise all read it. A request joins a
+    read only if it began after the last invalidation, so it never gets an answer older
+    than a change it could have seen.
+    """
+
     def __init__(self, seconds: float, max_entries: int = MAX_ENTRIES):
         self.seconds = seconds
         self.max_entries = max_entries

@@ -1,16 +1,13 @@
 """The web service's watch over runs it cannot see directly.
 
-- A running run whose agent stopped sending heartbeats (`supervision.heartbeat_timeout_seconds`)
-  is failed with the reason, and a stop command ends whatever is left of it elsewhere
-  (rollout workers on other agents). An agent's actors are its children and leave when
-  it dies (actors/agent/runner.py), so nothing else of the run keeps going.
-- A run still `queued` after `supervision.start_retry_seconds` gets its `run.start` again:
-  the web service may have died between storing it and publishing the command, or the
-  command may have been lost. Agents ignore a start of a run they already host.
+- A running run whose agent sent no heartbeat for `supervision.heartbeat_timeout_seconds`
+  is failed with the reason, and a stop command ends what is left of it on other agents.
+- A run still `queued` after `supervision.start_retry_seconds` gets its `run.start` again
+  (the web service may have died before publishing it, or the command was lost).
 
-Both judge from what the event log has stored, so both wait while the event log cannot
-keep up: while the database or the broker is away, and for a timeout after either came
-back (heartbeats held in the queue meanwhile are stored first).
+Both judge from what the event log has stored, so both wait while the database or the
+broker is away, and for a timeout after either comes back (heartbeats held in the queue
+meanwhile are stored first). See docs/reliability.md.
 """
 
 from __future__ import annotations

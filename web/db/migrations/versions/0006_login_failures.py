@@ -2,7 +2,6 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-11-21
 """
 
 import sqlalchemy as sa
