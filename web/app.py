@@ -1,7 +1,8 @@
 """The aiohttp application factory: `init_app(config)`.
 
 `cleanup_ctx` owns the database (engine + thread pool) and the broker connection, so
-they open with the app and close with it, in tests as in production.
+they open with the app and close with it, in tests as in production; the domain objects
+the views call (web/domain/) are built on them there. The auth middleware is web/auth.py's.
 """
 
 from __future__ import annotations
@@ -17,91 +18,36 @@ from broker.aio import make_async_bus
 from broker.tasks import cancel_and_wait
 from broker.topology import Topology
 from schemas.config import Config
-from schemas.logs import bind_run
-from web.auth import SESSION_COOKIE, LoginThrottle, SessionCache, token_digest
-from web.db import store
+from web.auth import auth_middleware
 from web.db.engine import Database
+from web.domain.policies import Policies
+from web.domain.runs import Runs
 from web.events.eventlog import EventLog
 from web.events.live import LiveFeed
 from web.events.readcache import ReadCache
 from web.events.supervise import Supervisor
-from web.http import ApiError, Handler, errors_middleware, on_prepare
-from web.inference import PolicyCache
+from web.http import errors_middleware, on_prepare
+from web.openapi import document
 from web.routes import setup_routes
+from web.sessions import LoginThrottle, SessionCache
 from web.typedefs import (
     BROKER,
     CONFIG,
     DB,
     EVENTLOG,
     LIVE,
+    OPENAPI,
     POLICIES,
     PUBLIC_PATHS,
     READS,
-    REPLAYS,
+    RUNS,
     SESSIONS,
     THROTTLE,
     TOPOLOGY,
-    USER,
     WORKER,
-    CurrentUser,
 )
 
 log = logging.getLogger("runt.web")
-
-
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CSRF_HEADER = "X-Requested-With"
-
-
-def _request_token(request: web.Request) -> tuple[str | None, bool]:
-    """(token, whether it came from the session cookie)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip(), False
-    return request.cookies.get(SESSION_COOKIE) or None, True
-
-
-def _check_csrf(request: web.Request) -> None:
-    """A browser attaches the session cookie to any request to this site, a forged form
-    post from another site included; it sends a custom header only from this site's own
-    scripts (another origin would need a CORS preflight, which is never granted). So a
-    state-changing request authenticated by the cookie must carry `X-Requested-With`.
-    Bearer tokens are never sent by the browser on its own and need no such header."""
-    if request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER):
-        raise ApiError(
-            403,
-            f"a {request.method} with the session cookie must carry the header "
-            f"{CSRF_HEADER} (e.g. `{CSRF_HEADER}: runt`), or authenticate with "
-            "`Authorization: Bearer <token>`",
-            field=CSRF_HEADER,
-        )
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every matched route but the public ones needs a valid session."""
-    route = request.match_info.route
-    if request.match_info.http_exception is not None or (
-        route.resource is not None and route.resource.canonical in request.app[PUBLIC_PATHS]
-    ):
-        return await handler(request)
-    token, from_cookie = _request_token(request)
-    if token:
-        digest = token_digest(request.app[CONFIG].secret_key, token)
-        sessions = request.app[SESSIONS]
-        found = sessions.get(digest)
-        if found is None:
-            found = await request.app[DB].read(store.session_user, digest)
-            if found:
-                sessions.put(digest, found)
-        if found:
-            if from_cookie:
-                _check_csrf(request)
-            request[USER] = CurrentUser(id=found[0], username=found[1], token_hash=digest)
-            with bind_run(request.match_info.get("model_id")):
-                return await handler(request)
-    raise ApiError(401, "authentication required: log in at /login/")
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -111,6 +57,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[BROKER].start()
     app[EVENTLOG] = EventLog(app[DB], app[BROKER], app[TOPOLOGY])
     app[LIVE] = LiveFeed(app[BROKER], app[TOPOLOGY])
+    app[RUNS] = Runs(
+        app[DB], app[BROKER], app[TOPOLOGY], app[READS], app[LIVE], cfg.training.allowed_modules
+    )
+    app[POLICIES] = Policies(app[DB], app[RUNS])
     tasks = []
     if app[WORKER] == 0:  # one process stores events and watches heartbeats; all stream
         app[EVENTLOG].on_stored = app[LIVE].stored
@@ -152,11 +102,10 @@ def init_app(config: Config, *, worker: int = 0) -> web.Application:
     app[CONFIG] = config
     app[TOPOLOGY] = Topology(config.broker.prefix)
     app[WORKER] = worker
-    app[POLICIES] = PolicyCache()
-    app[REPLAYS] = {}
     app[SESSIONS] = SessionCache()
     app[READS] = ReadCache(config.api.read_cache_seconds)
     app[THROTTLE] = LoginThrottle(config.auth.login_max_failures, config.auth.login_window_seconds)
     app[PUBLIC_PATHS] = setup_routes(app)
+    app[OPENAPI] = document()
     app.cleanup_ctx.append(_resources)
     return app

@@ -1,5 +1,6 @@
 """The response envelope, request parsing and the middlewares that turn every error
-into `{"status": "error", "message": ..., "data": ...}` with a meaningful code."""
+into `{"status": "error", "message": ..., "data": ...}` with a meaningful code, the
+domain's refusals (web/domain/errors.py) included."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
 from schemas.api import MAX_ID
+from web.domain.errors import (
+    Conflict,
+    DomainError,
+    Impossible,
+    Invalid,
+    NotFound,
+    Unavailable,
+)
 
 log = logging.getLogger("runt.web")
 M = TypeVar("M", bound=BaseModel)
@@ -27,6 +36,21 @@ class ApiError(Exception):
         self.status = status
         self.message = f"{field}: {message}" if field else message
         self.data = {"field": field, **extra} if field or extra else None
+
+
+# The answer to each kind of refusal of a domain module.
+DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (Invalid, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Impossible, 422),
+    (Unavailable, 503),
+)
+
+
+def domain_error(exc: DomainError) -> ApiError:
+    status = next((code for kind, code in DOMAIN_STATUS if isinstance(exc, kind)), 400)
+    return ApiError(status, exc.message, field=exc.field)
 
 
 def envelope(data: Any = None, message: str = "ok", status: int = 200, **top: Any) -> web.Response:
@@ -144,6 +168,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.message, exc.data)
+    except DomainError as exc:
+        error = domain_error(exc)
+        return error_response(error.status, error.message, error.data)
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(413, f"body: too large ({exc.text})")
     except web.HTTPException as exc:

@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 document, generated from the route table and the pydantic schemas."""
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic schemas.
+web/app.py builds it at startup; `GET /openapi.json` serves that copy."""
 
 from __future__ import annotations
 

@@ -5,39 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import Api
-from web.db.tables import Evaluation, Metric, Model, TrainingData
-
-RUN = {"algorithm": "dqn", "target_episode": 50, "env_id": "CartPole-v1"}
-
-
-async def create(api: Api, **fields) -> int:
-    status, body = await api.post("/train/", json={**RUN, **fields})
-    assert status == 201, body
-    return body["data"]["id"]
-
-
-def add_episodes(database, model_id: int, rewards: list[float]) -> None:
-    """Record episodes 1..N as the event-log consumer does, current_episode included."""
-
-    def _add(session):
-        session.get(Model, model_id).current_episode = len(rewards)
-        smoothed = rewards[0]
-        for episode, reward in enumerate(rewards, start=1):
-            smoothed = 0.95 * smoothed + 0.05 * reward
-            session.add(
-                TrainingData(
-                    model_id=model_id,
-                    episode=episode,
-                    reward=reward,
-                    smoothed_reward=smoothed,
-                    length=int(reward),
-                    worker=episode % 2,
-                    worker_seq=episode,
-                )
-            )
-
-    database.call(_add)
-
+from tests.web.helpers import RUN, add_episodes, create
+from web.db.tables import Evaluation, Metric
 
 # ---- POST /train/ --------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import Api, login, make_config
-from tests.web.test_api_models import add_episodes
-from tests.web.test_assistant_engine import (
+from tests.web.helpers import (
     PRESET,
     SHORT_REWARDS,
+    add_episodes,
     collapsing_rewards,
     plateau_rewards,
     solved_rewards,

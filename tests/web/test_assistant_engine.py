@@ -8,10 +8,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from actors.algorithms import table
-from configs import CONFIG_DIR
+from tests.web.helpers import (
+    PRESET,
+    SHORT_REWARDS,
+    collapsing_rewards,
+    diverging_metrics,
+    exhausted_metrics,
+    plateau_rewards,
+    solved_rewards,
+)
 from web.assistant import llm, text
 from web.assistant.curve import MIN_EPISODES, analyse_curve
 from web.assistant.engine import advise
@@ -21,51 +28,11 @@ from web.assistant.ranges import RANGES
 from web.assistant.records import Finding, RunFacts
 from web.assistant.view import language
 
-PRESET = yaml.safe_load((CONFIG_DIR / "dqn_cartpole.yaml").read_text())
 PRESET_HP = {
     **{k: PRESET[k] for k in ("learning_rate", "batch_size", "buffer_size", "gamma")},
     "num_workers": PRESET["num_workers"],
     **PRESET["hyperparameters"],
 }
-
-
-# ---- canned runs (also used by the API tests) ---------------------------------------------
-
-
-def collapsing_rewards() -> list[float]:
-    """CartPole: up to ~300 over 150 episodes, then down to ~20 over 100."""
-    noise = np.random.default_rng(1).normal(0, 10, 250)
-    curve = np.concatenate([np.linspace(10, 300, 150), np.linspace(300, 20, 100)])
-    return [round(float(r), 1) for r in np.clip(curve + noise, 8, 500)]
-
-
-def diverging_metrics() -> list[dict]:
-    """The TD loss falls to 0.5, then grows 100x; Q-values reach 5000 (returns allow 100)."""
-    loss = np.concatenate([np.linspace(1.0, 0.5, 20), np.geomspace(0.5, 50, 30)])
-    q_mean = np.geomspace(1, 5000, 50)
-    return [
-        {"losses/td_loss": float(l_), "losses/q_mean": float(q), "charts/env_steps": 1000.0 * i}
-        for i, (l_, q) in enumerate(zip(loss, q_mean, strict=True))
-    ]
-
-
-def plateau_rewards() -> list[float]:
-    """Up to ~150 in 100 episodes, then flat at 150 for 200 more."""
-    noise = np.random.default_rng(2).normal(0, 15, 300)
-    curve = np.concatenate([np.linspace(10, 150, 100), np.full(200, 150.0)])
-    return [round(float(r), 1) for r in np.clip(curve + noise, 8, 500)]
-
-
-def exhausted_metrics() -> list[dict]:
-    """Epsilon at the preset's floor, long after its anneal (0.16 x 50,000 = 8,000 steps)."""
-    return [{"charts/epsilon": 0.04, "charts/env_steps": 40_000.0 + 1000 * i} for i in range(20)]
-
-
-def solved_rewards() -> list[float]:
-    return [float(r) for r in np.concatenate([np.linspace(10, 500, 150), np.full(100, 500.0)])]
-
-
-SHORT_REWARDS = [10.0, 12.0, 9.0, 15.0, 20.0, 11.0, 13.0, 14.0]
 
 
 def facts(hp: dict, rewards=(), algorithm="dqn", env_id="CartPole-v1", **more) -> RunFacts:

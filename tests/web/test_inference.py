@@ -5,44 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actors.algorithms.dqn import DQNConfig, DQNLearner
-from actors.envs.build import EnvSpaces, make_env
+from actors.envs.build import make_env
 from broker.codec import state_to_bytes
-from schemas.messages import RunSpec
 from tests.conftest import Api
+from tests.web.helpers import learner_for, store_checkpoint
 from web.db.tables import Checkpoint
 from web.inference import PolicyCache, load
 
 RUN = {"algorithm": "dqn", "target_episode": 50, "env_id": "CartPole-v1", "seed": 3}
-
-
-def learner_for(env_id: str = "CartPole-v1", seed: int = 3) -> DQNLearner:
-    spec = RunSpec(
-        run_id=1, algorithm="dqn", env_id=env_id, learning_rate=1e-3, batch_size=32,
-        buffer_size=1000, gamma=0.99, seed=seed, num_workers=1, target_episode=1,
-        hyperparameters={"hidden": [16]},
-    )  # fmt: skip
-    env = make_env(env_id, {}, seed=seed)
-    spaces = EnvSpaces.from_env(env)
-    env.close()
-    return DQNLearner(DQNConfig.from_spec(spec), spaces, seed=seed)
-
-
-def store_checkpoint(database, model_id: int, learner: DQNLearner, version: int, env_id: str):
-    meta = {"algorithm": "dqn", "env_id": env_id, "env_params": {}}
-    meta["network"] = learner.network_meta()
-    database.call(
-        lambda s: s.add(
-            Checkpoint(
-                model_id=model_id,
-                version=version,
-                env_steps=version * 10,
-                episode=version,
-                weights=state_to_bytes(learner.state()),
-                meta=meta,
-            )
-        )
-    )
 
 
 async def create(api: Api, **fields) -> int:

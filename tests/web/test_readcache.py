@@ -8,7 +8,7 @@ import asyncio
 
 from schemas.messages import EpisodeFinished, MetricsReported, StatusChanged
 from tests.conftest import Api
-from tests.web.test_api_models import create
+from tests.web.helpers import create
 from web.events.readcache import ReadCache
 from web.typedefs import LIVE, READS
 

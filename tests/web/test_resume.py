@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import Api
-from tests.web.test_inference import create, learner_for, store_checkpoint
+from tests.web.helpers import create, learner_for, store_checkpoint
 
 
 async def test_resume_stores_where_the_run_continues_from(alice: Api, database):

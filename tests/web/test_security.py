@@ -19,7 +19,7 @@ import pytest
 
 from cli.client import Client
 from tests.conftest import PASSWORD, Api, login, make_config
-from tests.web.test_inference import learner_for, store_checkpoint
+from tests.web.helpers import learner_for, store_checkpoint
 from web.app import init_app
 from web.routes import ROUTES, Route, path_variants
 
@@ -305,7 +305,7 @@ async def test_a_logout_elsewhere_takes_effect_within_the_session_cache_time(
 
 
 def test_the_session_cache_forgets():
-    from web.auth import SessionCache
+    from web.sessions import SessionCache
 
     cache = SessionCache(ttl=2.0, max_entries=2)
     cache.put("a", (1, "alice"), now=0.0)
