@@ -71,6 +71,7 @@ from benchlib import (
     REPO,
     child_pids,
     delete_prefix,
+    drop_database,
     end_process,
     fresh_prefix,
     interrupt_on_sigterm,
@@ -80,7 +81,7 @@ from benchlib import (
     run_queue_names,
 )
 from solve.common import PASSWORD, USERNAME
-from solve.runt import create_database, drop_database
+from solve.runt import create_database
 
 from broker.topology import Topology
 

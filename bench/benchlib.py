@@ -152,6 +152,19 @@ def interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
+def drop_database(url: str) -> None:
+    """Drop the database `url` names, on its server (MySQL/MariaDB)."""
+    from sqlalchemy import create_engine, make_url, text
+
+    parsed = make_url(url)
+    server = create_engine(parsed.set(database=""))
+    try:
+        with server.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
+    finally:
+        server.dispose()
+
+
 def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 

@@ -38,8 +38,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import DEFAULT_BROKER, delete_prefix, fresh_prefix, print_table
-from sqlalchemy import create_engine, func, make_url, select, text
+from benchlib import DEFAULT_BROKER, delete_prefix, drop_database, fresh_prefix, print_table
+from sqlalchemy import func, make_url, select
 
 from broker.aio import AsyncBroker
 from broker.sync import make_bus
@@ -190,10 +190,7 @@ def main() -> int:
     finally:
         db.close()
         delete_prefix(args.broker, prefix)
-        engine = create_engine(args.database_url)
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        engine.dispose()
+        drop_database(url)
 
     rate = args.records / seconds
     print_table(

@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aiohttp
 import yaml
 from aiohttp import web
-from sqlalchemy import create_engine, make_url, text
+from benchlib import drop_database
+from sqlalchemy import make_url
 
 from actors.algorithms.serial import SerialRun
 from broker.codec import state_to_bytes
@@ -193,10 +194,7 @@ def main() -> int:
         direct = measure_direct(learner, args.requests)
     finally:
         if server.get_backend_name() != "sqlite":
-            engine = create_engine(server.set(database=""))
-            with engine.begin() as conn:
-                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-            engine.dispose()
+            drop_database(url)
     print(f"\n/testmodel/ with 100 CartPole steps, {args.requests} requests (ms)")
     print(f"{'case':<18}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}")
     for label, row in (("http sequential", http["sequential"]),

@@ -96,7 +96,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import DEFAULT_BROKER, DEFAULT_PRESET, interrupt_on_sigterm, load_preset
+from benchlib import (
+    DEFAULT_BROKER,
+    DEFAULT_PRESET,
+    drop_database,
+    interrupt_on_sigterm,
+    load_preset,
+)
 from solve.baselines import run_child_trial, sb3_child, serial_child
 from solve.common import (
     ALGORITHM,
@@ -109,7 +115,7 @@ from solve.common import (
     runt_eval_interval,
 )
 from solve.report import print_trial, report
-from solve.runt import create_database, drop_database, run_runt_trial
+from solve.runt import create_database, run_runt_trial
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

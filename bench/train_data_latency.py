@@ -58,7 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import Engine, create_engine, make_url, text
+from benchlib import drop_database
+from sqlalchemy import Engine, make_url, text
 
 from schemas.api import TrainRequest
 from schemas.config import DatabaseConfig, load_config
@@ -124,16 +125,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def bench_url(server_url: str) -> str:
     url = make_url(server_url).set(database=f"runt_bench_{os.getpid()}")
     return url.render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    parsed = make_url(url)
-    server = create_engine(parsed.set(database=""))
-    try:
-        with server.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
-    finally:
-        server.dispose()
 
 
 def episode_rows(model_id: int, rows: int, seed: int) -> list[tuple[Any, ...]]:

@@ -296,15 +296,3 @@ def create_database(server_url: str) -> str:
     finally:
         db.close()
     return url_text
-
-
-def drop_database(url: str) -> None:
-    from sqlalchemy import create_engine, make_url, text
-
-    parsed = make_url(url)
-    server = create_engine(parsed.set(database=""))
-    try:
-        with server.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
-    finally:
-        server.dispose()
