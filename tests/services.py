@@ -1,27 +1,40 @@
-"""Private RabbitMQ and MariaDB servers that a test owns and may stop, restart or kill.
+"""Processes and servers the tests of every layer start: free ports, waiting for a
+process to listen, stopping it, `runt agent` and `runt web` processes, the children of a
+process, a live event stream read, a broker prefix's queues deleted, a user added to a
+test's own database.
 
-The shared servers on 5672/3306 serve every other test running at the same time, so
-fault tests never touch them: they start servers of their own here, on free ports, with
-their data in a temporary directory, and always kill them afterwards (the process group
-of each, so no Erlang or MariaDB process outlives the session). A missing server binary
-skips, or fails under RUNT_REQUIRE_SERVICES=1 (tests/conftest.py `service_missing`).
+Also RabbitMQ and MariaDB servers of a test's own, which it may stop, restart or kill: the
+shared servers on 5672/3306 serve every other test running at the same time, so fault
+tests start their own here, on free ports, with their data in a temporary directory, and
+always kill them afterwards (the process group of each, so no Erlang or MariaDB process
+outlives the session). A missing server binary skips, or fails under
+RUNT_REQUIRE_SERVICES=1 (tests/conftest.py `service_missing`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import kombu
 import pytest
 
-from tests.conftest import service_missing
+from broker.topology import Topology
+from schemas.config import DatabaseConfig
+from tests.conftest import PASSWORD, cached_hash, service_missing
+from web.db import store
+from web.db.engine import Database
 
+REPO = Path(__file__).resolve().parents[1]
 RABBITMQ_SERVER = ("/usr/lib/rabbitmq/bin/rabbitmq-server", "rabbitmq-server")
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
@@ -39,6 +52,144 @@ def port_open(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def wait_until_healthy(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Until `proc` listens on `port`; fails if it exits first or takes over `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited"
+        if port_open(port):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the web service did not start")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def child_pids(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (the agent's actor processes)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+def zombie(pid: int) -> bool:
+    """Whether process `pid` has ended but its parent has not reaped it yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def read_events(resp, count: int) -> list[tuple[str, dict]]:
+    """The next `count` events of a live stream (server-sent events): (event, data)."""
+    events, kind = [], None
+    while len(events) < count:
+        line = (await resp.content.readline()).decode().strip()
+        if line.startswith("event: "):
+            kind = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            events.append((kind, json.loads(line.removeprefix("data: "))))
+    return events
+
+
+def delete_topology(url: str, topology: Topology) -> None:
+    """Remove the durable queues and exchanges a test prefix left behind."""
+    with kombu.Connection(url) as conn:
+        channel = conn.channel()
+        for queue in (topology.agent_work(), topology.event_log(), topology.dead_letters()):
+            channel.queue_delete(queue.name)
+        for exchange in topology.exchanges:
+            channel.exchange_delete(exchange.name)
+
+
+def add_user(db_url: str, username: str) -> None:
+    """A user with the tests' PASSWORD in the (migrated) database at `db_url`."""
+    database = Database(DatabaseConfig(url=db_url))
+    database.call(store.add_user, username, cached_hash(PASSWORD))
+    database.close()
+
+
+class Agents:
+    """Agent processes started as `runt agent` would be."""
+
+    def __init__(self, amqp_url: str, prefix: str, db_url: str):
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("RUNT_")}
+        self.env.update(
+            RUNT_BROKER_URL=amqp_url,
+            RUNT_BROKER_PREFIX=prefix,
+            RUNT_DATABASE_URL=db_url,
+            RUNT_LOG_FORMAT="text",
+            PYTHONPATH=str(REPO),
+        )
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.amqp_url, self.work_queue = amqp_url, Topology(prefix).agent_work().name
+
+    def wait_consuming(self, count: int, timeout: float = 60.0) -> None:
+        """Until `count` agents consume the work queue (an agent imports torch and the
+        algorithms before it does, to fork its actors warm)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with kombu.Connection(self.amqp_url) as conn:
+                try:
+                    consumers = conn.channel().queue_declare(self.work_queue, passive=True)[2]
+                except conn.channel_errors:  # not declared yet
+                    consumers = 0
+            if consumers >= count:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"fewer than {count} agents consuming after {timeout:g} s")
+
+    def start(self, name: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "agent", "--name", name], env=self.env
+        )
+        self.procs[name] = proc
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class WebProcess:
+    """`runt web` as its own process, so that it can be killed."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "web", "--port", str(self.port)], env=self.env
+        )
+        deadline = time.monotonic() + 60
+        while not port_open(self.port):
+            assert self.proc.poll() is None, "runt web exited"
+            assert time.monotonic() < deadline, "runt web did not listen within 60 s"
+            await asyncio.sleep(0.2)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def find_binary(*candidates: str) -> str | None:

@@ -1,6 +1,7 @@
-"""What the actors' tests build again and again: run specs, the training presets,
-environment shapes, learners and their checkpoints, random transitions, segments, and a
-whole run's actors as threads over the in-process broker (memory://)."""
+"""What the actors' tests build again and again: run specs, the training presets and the
+settings that learn MecOffload, environment shapes, learners and their checkpoints, random
+transitions, segments, and a whole run's actors as threads over the in-process broker
+(memory://)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,42 @@ BOX = EnvSpaces(obs_shape=(3,), obs_dtype=np.dtype(np.float32), action_shape=(2,
 
 # PPO small enough for a run over the broker to finish in seconds.
 PPO_SMALL = {"hidden": [16], "n_steps": 16, "envs_per_worker": 2, "n_epochs": 2}
+
+# DQN and PPO settings for runt/MecOffload-v0, trained serially (tests/actors/envs/test_mec_env.py)
+# and over the broker (tests/e2e/test_e2e_mec.py).
+MEC_DQN_SETTINGS = {
+    "learning_rate": 1e-3,
+    "batch_size": 64,
+    "buffer_size": 50_000,
+    "gamma": 0.99,
+    "num_workers": 1,
+    "hyperparameters": {
+        "hidden": [64, 64],
+        "envs_per_worker": 8,
+        "learning_starts": 1000,
+        "samples_per_insert": 16,
+        "target_update_interval": 1,
+        "tau": 0.01,
+        "exploration_final_eps": 0.02,
+        "exploration_fraction": 0.3,
+        "exploration_budget_steps": 20_000,
+        "eval_interval_updates": 10**6,  # evaluated once, at the end, by the test
+    },
+}
+MEC_PPO_SETTINGS = {
+    "learning_rate": 1e-3,
+    "batch_size": 128,
+    "buffer_size": 512,  # unused by PPO
+    "gamma": 0.99,
+    "num_workers": 1,
+    "hyperparameters": {
+        "envs_per_worker": 8,
+        "n_steps": 64,
+        "n_epochs": 10,
+        "hidden": [64, 64],
+        "eval_interval_updates": 10**6,
+    },
+}
 
 
 def preset(name: str) -> dict[str, Any]:

@@ -4,8 +4,6 @@ broker, and a failure in the thread reaches the loop."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import kombu
 import numpy as np
 import pytest
@@ -17,16 +15,9 @@ from broker.codec import decode_frame, encode_frame
 from broker.sync import Bus, make_bus
 from broker.topology import Topology
 from schemas.messages import EpisodeFinished, ExperienceHeader, decode_message
-from tests.broker.test_broker_contract import Env, opened, until
+from tests.broker.helpers import Env, until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(params=["memory", pytest.param("amqp", marks=pytest.mark.rabbitmq)])
-async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("amqp_url")
-    async with opened(url) as env:
-        yield env
 
 
 def waiting(url: str, queue: str) -> int:

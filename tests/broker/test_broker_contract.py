@@ -1,27 +1,23 @@
-"""The broker contract: one suite, run unchanged against the in-process transport
-(memory://) and the real RabbitMQ (amqp://).
+"""The broker contract of broker/sync.py and broker/aio.py: one suite, run unchanged
+against the in-process transport (memory://) and the real RabbitMQ (amqp://).
 
-Each test gets a topology of its own (`t<random>` prefix) and deletes every queue and
-exchange it declared afterwards, so tests share the broker without seeing each other.
-The sync `Bus` plays the actors and `AsyncBroker` the web service.
+Each test gets a broker of its own (the `env` fixture of tests/broker/conftest.py): a
+topology with a `t<random>` prefix whose queues and exchanges are deleted afterwards, so
+tests share the broker without seeing each other. The sync `Bus` plays the actors and
+`AsyncBroker` the web service.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import subprocess
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
 
-import kombu
 import numpy as np
 import pytest
 import torch
 
-from broker import memory
 from broker.abc import BrokerUnavailable, Delivery
 from broker.aio import AsyncBroker
 from broker.codec import bytes_to_state, decode_frame, encode_frame, state_to_bytes
@@ -36,76 +32,10 @@ from schemas.messages import (
     StopRun,
     WeightsHeader,
 )
+from tests.broker.helpers import Env, collect_dead_letters, opened, until
 from tests.conftest import service_missing
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class Env:
-    """One test's broker: a fresh topology and the clients made for it."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.topology = Topology(prefix=f"t{uuid.uuid4().hex[:12]}")
-        self.buses: list[Bus] = []
-        self.async_buses: list[AsyncBroker] = []
-
-    def bus(self, name: str = "actor") -> Bus:
-        bus = make_bus(self.url, self.topology, name).connect()
-        self.buses.append(bus)
-        return bus
-
-    def async_bus(self, **options) -> AsyncBroker:
-        broker = AsyncBroker(self.url, self.topology, **options)
-        self.async_buses.append(broker)
-        return broker
-
-    async def close(self) -> None:
-        names = {self.topology.dead_letters().name}
-        for broker in self.async_buses:
-            names |= broker.declared
-            await broker.close()
-        for bus in self.buses:
-            names |= set(bus.declared_queues)
-            bus.close()
-        await asyncio.to_thread(self._delete, names)
-
-    def _delete(self, queues: set[str]) -> None:
-        transport = memory.Transport if self.url.startswith("memory://") else None
-        with kombu.Connection(self.url, transport=transport) as conn:
-            channel = conn.channel()
-            for name in queues:
-                channel.queue_delete(name)
-            for exchange in self.topology.exchanges:
-                with contextlib.suppress(KeyError):  # memory: never declared
-                    channel.exchange_delete(exchange.name)
-
-
-@contextlib.asynccontextmanager
-async def opened(url: str) -> AsyncIterator[Env]:
-    env = Env(url)
-    try:
-        yield env
-    finally:
-        await env.close()
-
-
-@pytest.fixture(params=["memory", pytest.param("amqp", marks=pytest.mark.rabbitmq)])
-async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("amqp_url")
-    async with opened(url) as env:
-        yield env
-
-
-async def until(done: Callable[[], bool], bus: Bus | None = None, timeout: float = 5.0) -> None:
-    """Wait until `done()`, polling `bus` (in a worker thread) if given."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "timed out"
-        if bus is not None:
-            await asyncio.to_thread(bus.poll, 0.05)
-        else:
-            await asyncio.sleep(0.01)
 
 
 async def drain(bus: Bus, seconds: float = 0.3) -> None:
@@ -235,12 +165,6 @@ async def test_binary_frames_survive_the_trip(env: Env):
 
 
 # ---- failures: dead letters and redelivery -----------------------------------------------------
-
-
-def collect_dead_letters(env: Env) -> tuple[Bus, list[Delivery]]:
-    bus, dead = env.bus("inspector"), []
-    bus.consume(env.topology.dead_letters(), dead.append)
-    return bus, dead
 
 
 async def test_bad_messages_are_dead_lettered_and_the_consumers_carry_on(env: Env):

@@ -1,5 +1,6 @@
-"""Binary frames and safetensors weights: round trips, and every malformed frame is a
-BadMessage (which consumers dead-letter) rather than a crash inside an actor."""
+"""Binary frames and safetensors weights (broker/codec.py): round trips, and every
+malformed frame is a BadMessage (which consumers dead-letter) rather than a crash inside
+an actor."""
 
 from __future__ import annotations
 

@@ -1,61 +1,27 @@
-"""The `runt` command, run as a user would: in a subprocess, talking HTTP."""
+"""The `runt` command (cli/main.py), run as a user would: in a subprocess, talking HTTP."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.conftest import SECRET
+from tests.services import free_port, stop, wait_until_healthy
+from tests.web.helpers import env_for
 
 RUNT = [sys.executable, "-m", "cli.main"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def env_for(db_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNT_")}
-    env.update(RUNT_DATABASE_URL=db_url, RUNT_BROKER_URL="memory://", RUNT_LOG_FORMAT="json")
-    env.update(extra)
-    return env
 
 
 def runt(*args: str, env: dict[str, str], stdin: str | None = None):
     return subprocess.run(
         [*RUNT, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
     )
-
-
-def wait_until_healthy(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("the web service did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "web" / "db" / "migrations" / "versions"

@@ -19,19 +19,16 @@ import pytest
 from broker.topology import Topology
 from schemas.config import DatabaseConfig
 from schemas.messages import EpisodeFinished, StatusChanged
-from tests.conftest import (
-    PASSWORD,
-    cached_hash,
-    drop_mysql_database,
-    login,
-    make_config,
-    mysql_database_url,
+from tests.conftest import PASSWORD, drop_mysql_database, login, mysql_database_url
+from tests.services import (
+    add_user,
+    child_pids,
+    delete_topology,
+    free_port,
+    port_open,
+    read_events,
+    zombie,
 )
-from tests.e2e.test_e2e_training import child_pids, delete_topology
-from tests.e2e.test_faults import free_port, port_open, zombie
-from tests.web.test_events_stream import read_events
-from web.db import store
-from web.db.engine import Database
 from web.db.migrate import upgrade
 from web.events.live import decode_notice, encode_notice
 
@@ -69,9 +66,7 @@ async def service(mysql_server, amqp_url):
     name = f"runt_workers_{uuid.uuid4().hex[:10]}"
     db_url = mysql_database_url(mysql_server, name)
     upgrade(DatabaseConfig(url=db_url))
-    database = Database(make_config(db_url).database)
-    database.call(store.add_user, "trainer", cached_hash(PASSWORD))
-    database.close()
+    add_user(db_url, "trainer")
     prefix = f"wrk{uuid.uuid4().hex[:8]}"
     port = free_port()
     env = dict(

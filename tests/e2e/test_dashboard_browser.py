@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -39,14 +38,11 @@ from schemas.config import DatabaseConfig
 from tests.conftest import (
     PASSWORD,
     SECRET,
-    cached_hash,
     drop_mysql_database,
     mysql_database_url,
     service_missing,
 )
-from tests.e2e.test_e2e_training import Agents, delete_topology
-from web.db import store
-from web.db.engine import Database
+from tests.services import Agents, add_user, delete_topology, free_port
 from web.db.migrate import upgrade
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq, pytest.mark.mysql]
@@ -65,12 +61,6 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 RUN_NAME = "dash <b>e2e</b>"  # must show as text, never as markup
 POINTS = "Number(document.querySelector('.chart-svg')?.dataset.points)"  # of the first chart
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
@@ -157,9 +147,7 @@ def service(playwright_browser, mysql_server, amqp_url, slow_model) -> Iterator[
     agents = Agents(amqp_url, prefix, db_url)
     try:
         upgrade(DatabaseConfig(url=db_url))
-        database = Database(DatabaseConfig(url=db_url))
-        database.call(store.add_user, USER, cached_hash(PASSWORD))
-        database.close()
+        add_user(db_url, USER)
         port = free_port()
         env = {
             **agents.env,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cli.test_cli import free_port, stop, wait_until_healthy
+from tests.services import free_port, stop, wait_until_healthy
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -3,8 +3,9 @@ runt/MecOffload-v0 from a POST /train/ that carries RUNT's task fields and no en
 PPO with Gaussian (Box) actions learns Pendulum-v1. Each trained policy is judged
 greedily on seeded episodes against fixed policies playing the same episodes.
 
-Same setup as tests/e2e/test_e2e_training.py: the web app in this process, an agent process
-with its actor processes, a broker prefix and a database of the test's own.
+Same setup as tests/e2e/test_e2e_training.py (tests/e2e/conftest.py): the web app in this
+process, an agent process with its actor processes, a broker prefix and a database of the
+test's own.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from sqlalchemy import create_engine, select
 from actors.algorithms.evaluate import evaluate
 from actors.envs.mec import ENV_ID, LOCAL
 from actors.export.checkpoints import policy_from_checkpoint
-from tests.actors.envs.test_mec_env import DQN_SETTINGS, PPO_SETTINGS
-from tests.e2e.test_e2e_training import TERMINAL, agents, api, mysql_url, prefix, wait_for
+from tests.actors.helpers import MEC_DQN_SETTINGS, MEC_PPO_SETTINGS
+from tests.e2e.helpers import TERMINAL, wait_for
 from web.db.tables import Checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq, pytest.mark.mysql]
-FIXTURES = (agents, api, mysql_url, prefix)  # test_e2e_training's, used here by name
 
 EVAL_SEED = 2_000  # the trained policy and the baselines play episodes seeded 2000..2009
 EVAL_EPISODES = 10
@@ -90,12 +90,12 @@ def trained_score(db_url: str, model_id: int, env_id: str, env_params: dict) -> 
 # was one update short of solving now and then: -347 against the margin's -346.)
 MEC_RUNS = {
     "dqn": {
-        **DQN_SETTINGS,
-        "hyperparameters": {**DQN_SETTINGS["hyperparameters"], "eval_interval_updates": 2500},
+        **MEC_DQN_SETTINGS,
+        "hyperparameters": {**MEC_DQN_SETTINGS["hyperparameters"], "eval_interval_updates": 2500},
     },
     "ppo": {
-        **PPO_SETTINGS,
-        "hyperparameters": {**PPO_SETTINGS["hyperparameters"], "eval_interval_updates": 10},
+        **MEC_PPO_SETTINGS,
+        "hyperparameters": {**MEC_PPO_SETTINGS["hyperparameters"], "eval_interval_updates": 10},
     },
 }
 

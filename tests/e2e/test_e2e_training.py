@@ -1,167 +1,32 @@
 """End to end on the real services: the web service (in this process), agents (separate
 processes, as deployed) and their actor processes, RabbitMQ and MariaDB.
 
-Each test has a broker prefix and a database of its own. Budgets are small but the
-assertions are about learning: a random CartPole policy scores about 22.
+Each test has a broker prefix and a database of its own (tests/e2e/conftest.py). Budgets
+are small but the assertions are about learning: a random CartPole policy scores about 22.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
-import uuid
-from pathlib import Path
 
-import kombu
 import pytest
-import yaml
 from sqlalchemy import create_engine, func, select
 
-from broker.topology import Topology
-from schemas.config import DatabaseConfig
-from tests.conftest import (
-    PASSWORD,
-    Api,
-    cached_hash,
-    drop_mysql_database,
-    login,
-    make_config,
-    mysql_database_url,
+from tests.e2e.helpers import (
+    PPO_PRESET,
+    PRESET,
+    SAC_PRESET,
+    TERMINAL,
+    actor_pids,
+    all_episodes,
+    wait_for,
 )
-from web.app import init_app
-from web.db import store
-from web.db.engine import Database
-from web.db.migrate import upgrade
+from tests.services import child_pids
 from web.db.tables import Checkpoint, StatusChange, TrainingData
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq, pytest.mark.mysql]
-
-REPO = Path(__file__).resolve().parents[2]
-PRESET = yaml.safe_load((REPO / "configs" / "dqn_cartpole.yaml").read_text())
-PPO_PRESET = yaml.safe_load((REPO / "configs" / "ppo_cartpole.yaml").read_text())
-SAC_PRESET = yaml.safe_load((REPO / "configs" / "sac_pendulum.yaml").read_text())
-TERMINAL = ("completed", "stopped", "failed")
-
-
-@pytest.fixture
-def prefix(amqp_url) -> str:
-    name = f"e2e{uuid.uuid4().hex[:8]}"
-    yield name
-    delete_topology(amqp_url, Topology(name))
-
-
-def delete_topology(url: str, topology: Topology) -> None:
-    """Remove the durable queues and exchanges a test prefix left behind."""
-    from kombu import Connection
-
-    with Connection(url) as conn:
-        channel = conn.channel()
-        for queue in (topology.agent_work(), topology.event_log(), topology.dead_letters()):
-            channel.queue_delete(queue.name)
-        for exchange in topology.exchanges:
-            channel.exchange_delete(exchange.name)
-
-
-@pytest.fixture
-def mysql_url(mysql_server) -> str:
-    """A migrated MariaDB database of this test's own."""
-    name = f"runt_e2e_{uuid.uuid4().hex[:10]}"
-    url = mysql_database_url(mysql_server, name)
-    upgrade(DatabaseConfig(url=url))
-    yield url
-    drop_mysql_database(mysql_server, name)
-
-
-class Agents:
-    """Agent processes started as `runt agent` would be."""
-
-    def __init__(self, amqp_url: str, prefix: str, db_url: str):
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("RUNT_")}
-        self.env.update(
-            RUNT_BROKER_URL=amqp_url,
-            RUNT_BROKER_PREFIX=prefix,
-            RUNT_DATABASE_URL=db_url,
-            RUNT_LOG_FORMAT="text",
-            PYTHONPATH=str(REPO),
-        )
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.amqp_url, self.work_queue = amqp_url, Topology(prefix).agent_work().name
-
-    def wait_consuming(self, count: int, timeout: float = 60.0) -> None:
-        """Until `count` agents consume the work queue (an agent imports torch and the
-        algorithms before it does, to fork its actors warm)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with kombu.Connection(self.amqp_url) as conn:
-                try:
-                    consumers = conn.channel().queue_declare(self.work_queue, passive=True)[2]
-                except conn.channel_errors:  # not declared yet
-                    consumers = 0
-            if consumers >= count:
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"fewer than {count} agents consuming after {timeout:g} s")
-
-    def start(self, name: str) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "agent", "--name", name], env=self.env
-        )
-        self.procs[name] = proc
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-@pytest.fixture
-def agents(amqp_url, prefix, mysql_url):
-    group = Agents(amqp_url, prefix, mysql_url)
-    yield group
-    group.stop_all()
-
-
-@pytest.fixture
-async def api(mysql_url, amqp_url, prefix, aiohttp_client) -> Api:
-    # aiohttp_client comes last so it is torn down first: the app (and its event log,
-    # which may still be writing a batch) closes before the database and queues go.
-    cfg = make_config(mysql_url, broker={"url": amqp_url, "prefix": prefix})
-    database = Database(cfg.database)
-    database.call(store.add_user, "trainer", cached_hash(PASSWORD))
-    database.close()
-    client = await aiohttp_client(init_app(cfg))
-    return Api(client, await login(client, "trainer"))
-
-
-async def wait_for(api: Api, model_id: int, done, timeout: float, every: float = 1.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        status, body = await api.get(f"/models/{model_id}/")
-        assert status == 200, body
-        model = body["data"]
-        if done(model):
-            return model
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out; the run is {model}")
-        await asyncio.sleep(every)
-
-
-async def all_episodes(api: Api, model_id: int) -> list[dict]:
-    rows, page = [], 1
-    while True:
-        _, body = await api.get(f"/models/{model_id}/train-data/?page={page}&page_size=500")
-        rows += body["data"]["train_data"]
-        if page >= body["data"]["total_pages"]:
-            return rows
-        page += 1
 
 
 async def checkpoints(db_url: str, model_id: int) -> list[dict]:
@@ -172,12 +37,6 @@ async def checkpoints(db_url: str, model_id: int) -> list[dict]:
         ).all()
     engine.dispose()
     return [r._asdict() for r in rows]
-
-
-def child_pids(pid: int) -> set[int]:
-    """Processes whose parent is `pid` (the agent's actor processes)."""
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return {int(p) for p in out.stdout.split()}
 
 
 async def test_dqn_solves_cartpole_over_rabbitmq(api, agents, mysql_url):
@@ -392,21 +251,6 @@ async def test_two_agents_share_the_rollout_workers_of_a_run(api, agents, mysql_
     engine.dispose()
     await api.post("/stop-train/", json={"model_id": model_id})
     assert found == {"left", "right"}
-
-
-def actor_pids(agent_pid: int, role: str) -> set[int]:
-    """The agent's actor processes of one role: forked ones are named `runt-<role>`,
-    started ones have `--role <role>` on their command line."""
-    found = set()
-    for pid in child_pids(agent_pid):
-        try:
-            name = Path(f"/proc/{pid}/comm").read_text().strip()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except FileNotFoundError:
-            continue
-        if name == f"runt-{role}" or role.encode() in cmdline:
-            found.add(pid)
-    return found
 
 
 async def test_a_killed_rollout_worker_is_restarted(api, agents, mysql_url):

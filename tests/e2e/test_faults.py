@@ -15,8 +15,6 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -34,30 +32,26 @@ from schemas.messages import EpisodeFinished, StartRun, decode_message, expand_e
 from tests.conftest import (
     AMQP_URL,
     MYSQL_URL,
-    PASSWORD,
     SECRET,
     Api,
-    cached_hash,
     drop_mysql_database,
     login,
     make_config,
     mysql_database_url,
 )
-from tests.e2e.test_e2e_training import (
-    PPO_PRESET,
-    PRESET,
-    TERMINAL,
+from tests.e2e.helpers import PPO_PRESET, PRESET, TERMINAL, actor_pids, all_episodes, wait_for
+from tests.services import (  # noqa: F401 - private_mariadb, private_rabbitmq: fixtures
     Agents,
-    actor_pids,
-    all_episodes,
+    WebProcess,
+    add_user,
     child_pids,
     delete_topology,
-    wait_for,
+    private_mariadb,
+    private_rabbitmq,
+    zombie,
 )
-from tests.services import free_port, port_open, private_mariadb, private_rabbitmq  # noqa: F401
 from web.app import init_app
 from web.db import store
-from web.db.engine import Database
 from web.db.migrate import upgrade
 from web.db.tables import Heartbeat as HeartbeatRow
 from web.db.tables import TrainingData
@@ -65,7 +59,6 @@ from web.typedefs import EVENTLOG
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq, pytest.mark.mysql, pytest.mark.timeout(240)]
 
-REPO = Path(__file__).resolve().parents[2]
 HEARTBEAT_TIMEOUT_S = 8
 START_RETRY_S = 3
 SUPERVISION = {
@@ -181,34 +174,6 @@ def assert_episodes_match(stack: Stack, model: dict, *, everything: bool) -> int
 # ---- the deployment under test -----------------------------------------------------------
 
 
-class WebProcess:
-    """`runt web` as its own process, so that it can be killed."""
-
-    def __init__(self, env: dict[str, str]):
-        self.env = env
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "web", "--port", str(self.port)], env=self.env
-        )
-        deadline = time.monotonic() + 60
-        while not port_open(self.port):
-            assert self.proc.poll() is None, "runt web exited"
-            assert time.monotonic() < deadline, "runt web did not listen within 60 s"
-            await asyncio.sleep(0.2)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @dataclass
 class Stack:
     db_url: str
@@ -233,9 +198,7 @@ async def build(aiohttp_client):
         upgrade(DatabaseConfig(url=db_url))
         cleanups.append(lambda: drop_mysql_database(db_server, name))
         cleanups.append(lambda: delete_topology(amqp_url, Topology(prefix)))
-        database = Database(make_config(db_url).database)
-        database.call(store.add_user, "trainer", cached_hash(PASSWORD))
-        database.close()
+        add_user(db_url, "trainer")
         sent = SentEpisodes(amqp_url, Topology(prefix))
         cleanups.append(sent.delete)
         agents = Agents(amqp_url, prefix, db_url)
@@ -540,13 +503,6 @@ async def test_a_killed_agent_fails_its_runs_and_leaves_no_actor_behind(build, m
     assert took < HEARTBEAT_TIMEOUT_S + 10, took
     assert model["status_history"][-1]["actor"] == "web"
     assert_episodes_match(stack, model, everything=True)
-
-
-def zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    except FileNotFoundError:
-        return False
 
 
 # ---- 7. a start command lost -------------------------------------------------------------

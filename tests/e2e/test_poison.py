@@ -20,7 +20,7 @@ from broker.abc import Delivery, OversizedMessage, check_size
 from broker.topology import DELIVERY_LIMIT, Topology
 from schemas.api import TrainRequest
 from schemas.messages import EpisodesFinished, RunSpec, StartRun
-from tests.broker.test_broker_contract import Env, collect_dead_letters, opened, until
+from tests.broker.helpers import Env, collect_dead_letters, opened, until
 from tests.conftest import Api, login
 from web.app import init_app
 from web.db import store

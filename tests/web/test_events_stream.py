@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from schemas.messages import EpisodeFinished, StatusChanged
 from tests.conftest import Api
+from tests.services import read_events
 from web.typedefs import BROKER, TOPOLOGY
-
-
-async def read_events(resp, count: int) -> list[tuple[str, dict]]:
-    events, kind = [], None
-    while len(events) < count:
-        line = (await resp.content.readline()).decode().strip()
-        if line.startswith("event: "):
-            kind = line.removeprefix("event: ")
-        elif line.startswith("data: "):
-            events.append((kind, json.loads(line.removeprefix("data: "))))
-    return events
 
 
 async def test_events_of_a_run_arrive_live_after_they_are_stored(client, alice: Api, bob: Api):

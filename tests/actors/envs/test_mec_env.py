@@ -17,6 +17,7 @@ from actors.envs.build import EnvError, EnvSpaces, make_env
 from actors.envs.mec import ENV_ID, EPISODE_DECISIONS, LOCAL, MecOffloadEnv, Task, channel
 from schemas.api import MEC_ENV_ID, TrainRequest
 from schemas.messages import RunSpec
+from tests.actors.helpers import MEC_DQN_SETTINGS, MEC_PPO_SETTINGS
 
 EVAL_SEED = 1_000  # baselines and learned policies play the same episodes
 EVAL_EPISODES = 10
@@ -279,7 +280,7 @@ def test_neither_always_local_nor_always_offload_is_optimal(baselines):
 def train(algorithm: str, budget_steps: int, seed: int = 0):
     """Train with the serial loop (actors/algorithms/serial.py) and return
     the final greedy policy's evaluation on the baselines' episodes."""
-    settings = DQN_SETTINGS if algorithm == "dqn" else PPO_SETTINGS
+    settings = MEC_DQN_SETTINGS if algorithm == "dqn" else MEC_PPO_SETTINGS
     spec = RunSpec(
         run_id=1, algorithm=algorithm, env_id=ENV_ID, seed=seed, target_episode=10**6, **settings
     )
@@ -290,39 +291,6 @@ def train(algorithm: str, budget_steps: int, seed: int = 0):
 
 
 TIME_LIMIT_S = 50  # per run; about 10 s on an idle 2-core machine
-DQN_SETTINGS = {
-    "learning_rate": 1e-3,
-    "batch_size": 64,
-    "buffer_size": 50_000,
-    "gamma": 0.99,
-    "num_workers": 1,
-    "hyperparameters": {
-        "hidden": [64, 64],
-        "envs_per_worker": 8,
-        "learning_starts": 1000,
-        "samples_per_insert": 16,
-        "target_update_interval": 1,
-        "tau": 0.01,
-        "exploration_final_eps": 0.02,
-        "exploration_fraction": 0.3,
-        "exploration_budget_steps": 20_000,
-        "eval_interval_updates": 10**6,  # evaluated once, at the end, by the test
-    },
-}
-PPO_SETTINGS = {
-    "learning_rate": 1e-3,
-    "batch_size": 128,
-    "buffer_size": 512,  # unused by PPO
-    "gamma": 0.99,
-    "num_workers": 1,
-    "hyperparameters": {
-        "envs_per_worker": 8,
-        "n_steps": 64,
-        "n_epochs": 10,
-        "hidden": [64, 64],
-        "eval_interval_updates": 10**6,
-    },
-}
 
 
 @pytest.mark.slow
