@@ -408,15 +408,28 @@ def find_checkpoint(
     ).first()
     if model is None:
         return None
-    query = select(func.max(Checkpoint.version)).where(Checkpoint.model_id == model_id)
-    if version is not None:
-        query = query.where(Checkpoint.version == version)
-    return CheckpointRef(model.seed, db.scalar(query), model.env_id)
+    if version is None:
+        found = newest_checkpoint_version(db, model_id)
+    else:
+        found = db.scalar(
+            select(Checkpoint.version).where(
+                Checkpoint.model_id == model_id, Checkpoint.version == version
+            )
+        )
+    return CheckpointRef(model.seed, found, model.env_id)
 
 
 def newest_checkpoint_version(db: DbSession, model_id: int) -> int | None:
-    """For the command line, which has the database's own rights (no owner check)."""
-    return db.scalar(select(func.max(Checkpoint.version)).where(Checkpoint.model_id == model_id))
+    """A run's final checkpoint if it has one, else its highest version. The final one is
+    the run's result: a run that reached stop_reward ends with the state that was
+    evaluated, which can be older than periodic checkpoints stored while that evaluation
+    was played. No owner check: callers have checked, or have the database's own rights."""
+    return db.scalar(
+        select(Checkpoint.version)
+        .where(Checkpoint.model_id == model_id)
+        .order_by(Checkpoint.final.desc(), Checkpoint.version.desc())
+        .limit(1)
+    )
 
 
 def checkpoint_blob(db: DbSession, model_id: int, version: int) -> tuple[dict, bytes, int]:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Double,
     ForeignKey,
@@ -25,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 
 def utcnow() -> datetime:
@@ -148,6 +150,9 @@ class Checkpoint(Base):
     episode: Mapped[int] = mapped_column(default=0)
     weights: Mapped[bytes] = mapped_column(Blob)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The run's result: the state that reached stop_reward, or the last one. It is a run's
+    # newest checkpoint even where periodic ones of a higher version were stored after it.
+    final: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     create_time: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -267,6 +267,7 @@ def _store_checkpoints(
                 episode=event.episode,
                 weights=event.weights,
                 meta={**event.meta, "final": event.final},
+                final=event.final,
             )
         )
         counts["checkpoint"] += 1

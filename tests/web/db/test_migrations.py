@@ -26,9 +26,9 @@ def schema_drift(url: str) -> list:
 
 def test_upgrade_on_sqlite_matches_the_models_and_is_repeatable(tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh' / 'runt.sqlite3'}"  # folder does not exist yet
-    assert upgrade(DatabaseConfig(url=url)) == "0006"
+    assert upgrade(DatabaseConfig(url=url)) == "0007"
     assert schema_drift(url) == []
-    assert upgrade(DatabaseConfig(url=url)) == "0006"  # a second run changes nothing
+    assert upgrade(DatabaseConfig(url=url)) == "0007"  # a second run changes nothing
 
 
 @pytest.mark.mysql
@@ -36,7 +36,7 @@ def test_upgrade_on_mariadb_creates_a_utf8mb4_database(mysql_server):
     name = f"runt_mig_{uuid.uuid4().hex[:10]}"
     url = mysql_database_url(mysql_server, name)
     try:
-        assert upgrade(DatabaseConfig(url=url)) == "0006"  # creates the database itself
+        assert upgrade(DatabaseConfig(url=url)) == "0007"  # creates the database itself
         assert schema_drift(url) == []
         engine = create_engine(url)
         with engine.connect() as conn:
@@ -62,7 +62,7 @@ def test_upgrade_on_mariadb_creates_a_utf8mb4_database(mysql_server):
         assert all(c.startswith("utf8mb4") for t, c in charsets if t != "alembic_version")
         assert blob == "longblob"
         assert stored == "学习者 🤖"
-        assert upgrade(DatabaseConfig(url=url)) == "0006"
+        assert upgrade(DatabaseConfig(url=url)) == "0007"
     finally:
         drop_mysql_database(mysql_server, name)
 
@@ -89,11 +89,23 @@ def test_upgrading_from_0001_keeps_the_data(tmp_path):
                 " CURRENT_TIMESTAMP)"
             )
         )
-    assert upgrade(DatabaseConfig(url=url)) == "0006"
+        for version, meta in ((5, '{"final": true}'), (9, '{"final": false}'), (7, "{}")):
+            conn.execute(
+                text(
+                    "INSERT INTO checkpoints (model_id, version, env_steps, episode, weights,"
+                    " meta, create_time) VALUES (1, :version, 1, 1, x'00', :meta,"
+                    " CURRENT_TIMESTAMP)"
+                ),
+                {"version": version, "meta": meta},
+            )
+    assert upgrade(DatabaseConfig(url=url)) == "0007"
     with engine.connect() as conn:
         row = conn.execute(
             text("SELECT episode, reward, worker_incarnation FROM training_data")
         ).one()
+        finals = conn.execute(text("SELECT version, final FROM checkpoints ORDER BY version"))
+        finals = [tuple(r) for r in finals]
     engine.dispose()
     assert tuple(row) == (1, 9.5, 0)
+    assert finals == [(5, 1), (7, 0), (9, 0)]  # from the metadata the checkpoints carried
     assert schema_drift(url) == []

@@ -173,6 +173,27 @@ def test_large_checkpoints_fit(database, run_id):
     assert stored == weights
 
 
+def test_a_runs_final_checkpoint_is_its_newest_whatever_its_version(database, run_id):
+    """A run that reaches stop_reward ends with the state that was evaluated; a periodic
+    checkpoint of a later state can be stored while that evaluation is played. Inference,
+    export and resume take the final one."""
+
+    def saved(version: int, final: bool = False) -> CheckpointSaved:
+        return CheckpointSaved(
+            run_id=run_id, version=version, env_steps=version, episode=1, final=final,
+            weights=b"w",
+        )  # fmt: skip
+
+    owner = model(database, run_id).owner_id
+    database.call(apply_events, [saved(100), saved(300)])
+    assert database.call(store.newest_checkpoint_version, run_id) == 300
+    database.call(apply_events, [saved(200, final=True)])
+    assert database.call(store.newest_checkpoint_version, run_id) == 200
+    assert database.call(store.find_checkpoint, owner, run_id).version == 200
+    assert database.call(store.find_checkpoint, owner, run_id, 300).version == 300
+    assert database.call(store.find_checkpoint, owner, run_id, 250).version is None
+
+
 def test_a_batch_of_episodes_is_stored_as_its_episodes_once(database, run_id):
     from schemas.messages import EpisodesFinished, decode_message
 
