@@ -9,9 +9,12 @@ distributed buffer actor.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:  # envs/build.py imports this module for Transition
+    from actors.envs.build import EnvSpaces
 
 
 class Transition(NamedTuple):
@@ -60,6 +63,13 @@ class ReplayBuffer:
         self.horizon = np.zeros(capacity, dtype=np.int32)
         self.position = 0  # where the next transition goes
         self.size = 0
+
+    @classmethod
+    def for_spaces(cls, capacity: int, spaces: EnvSpaces) -> ReplayBuffer:
+        """A buffer for an environment's transitions: its observations as they come, and
+        actions as the learners take them (int64 indices or float32 vectors)."""
+        action_dtype = np.int64 if spaces.discrete else np.float32
+        return cls(capacity, spaces.obs_shape, spaces.obs_dtype, spaces.action_shape, action_dtype)
 
     def __len__(self) -> int:
         return self.size

@@ -65,14 +65,7 @@ class ReplayFeed:
     def __init__(
         self, config: Any, shape: EnvShape, collectors: list[Collector], rng: np.random.Generator
     ):
-        spaces = shape.spaces
-        self.replay = ReplayBuffer(
-            config.buffer_size,
-            spaces.obs_shape,
-            spaces.obs_dtype,
-            spaces.action_shape,
-            np.int64 if spaces.discrete else np.float32,  # as the buffer role stores them
-        )
+        self.replay = ReplayBuffer.for_spaces(config.buffer_size, shape.spaces)
         # What one step of every worker inserts at most (`TransitionCollector.per_step`:
         # n-step transitions complete up to n per sub-environment on a step).
         insert_chunk = sum(collector.per_step for collector in collectors)

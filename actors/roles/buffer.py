@@ -52,13 +52,7 @@ class Buffer(Actor):
         probe = make_env(self.spec.env_id, self.spec.env_params, seed=self.spec.seed)
         spaces = EnvShape.of(probe).spaces
         probe.close()
-        self.replay = ReplayBuffer(
-            self.config.buffer_size,
-            spaces.obs_shape,
-            spaces.obs_dtype,
-            spaces.action_shape,
-            np.int64 if spaces.discrete else np.float32,
-        )
+        self.replay = ReplayBuffer.for_spaces(self.config.buffer_size, spaces)
         self.limiter = self._rate_limiter()
         self.rng = np.random.default_rng(self.spec.seed + 1)
         self.backlog: deque[tuple[ExperienceHeader, Transition]] = deque()
