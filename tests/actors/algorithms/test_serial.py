@@ -230,19 +230,16 @@ def test_serial_ppo_stops_at_the_target_episode():
 
 
 @pytest.mark.slow
-def test_the_dqn_preset_learns_cartpole_in_serial_mode():
-    """Solved: the greedy policy averages >= 475 over 10 episodes (random play: ~22)."""
-    result = run_serial(spec_from(DQN_CARTPOLE, seed=3), max_env_steps=150_000, time_limit_s=80)
-    best = max(e.mean for e in result.evaluations)
-    assert result.solved_at is not None, (result.stop_reason, best, result.env_steps)
-    assert result.solved_at.mean >= 475
-
-
-@pytest.mark.slow
-def test_ppo_preset_solves_cartpole_in_serial_mode():
-    """Greedy evaluation mean >= 475 over 10 episodes (random play: ~22). Measured on
-    2 busy cores: solved at 10-26k env steps, 4-15 s, over seeds 0-6."""
-    result = run_serial(spec_from(PPO_CARTPOLE, seed=1), max_env_steps=150_000, time_limit_s=90)
+@pytest.mark.parametrize(
+    ("preset", "seed", "time_limit_s"),
+    [(DQN_CARTPOLE, 3, 80), (PPO_CARTPOLE, 1, 90)],
+    ids=["dqn", "ppo"],
+)
+def test_the_cartpole_presets_solve_in_serial_mode(preset, seed, time_limit_s):
+    """Solved: the greedy policy averages >= 475 over 10 episodes (random play: ~22).
+    PPO on 2 busy cores: solved at 10-26k env steps, 4-15 s, over seeds 0-6."""
+    spec = spec_from(preset, seed=seed)
+    result = run_serial(spec, max_env_steps=150_000, time_limit_s=time_limit_s)
     best = max(e.mean for e in result.evaluations)
     assert result.solved_at is not None, (result.stop_reason, best, result.env_steps)
     assert result.solved_at.mean >= 475
