@@ -448,9 +448,13 @@ def test_a_run_from_login_to_advice_in_the_browser(playwright_browser, service):
     expect(page.get_by_text("Your session has expired. Log in again to continue.")).to_be_visible()
     log_in_by_keyboard(page, service)
 
-    # The network fails: an error in words, not a blank page.
+    # The network fails: an error in words, not a blank page. The runs list is loaded
+    # first (its Refresh button comes with it): going offline while the list's own request
+    # is on its way would leave no button to press.
+    refresh = page.get_by_role("button", name="Refresh")
+    expect(refresh).to_be_visible()
     context.set_offline(True)
-    page.get_by_role("button", name="Refresh").click()
+    refresh.click()
     expect(page.locator("main .error")).to_contain_text("Cannot reach the runt service")
     shot(page, "12-offline")
     context.set_offline(False)
